@@ -1,0 +1,3 @@
+from boneaug.cli import main
+
+main()

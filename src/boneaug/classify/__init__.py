@@ -1,0 +1,1 @@
+"""boneaug.classify (see DESIGN.md)."""

@@ -1,0 +1,226 @@
+"""The `boneaug` command line: thin; each command parses, calls one public function.
+
+Problems with the user's input arrive as `BoneaugError` and are printed as one line on
+stderr with exit status 2; nothing else is caught, so a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from boneaug.errors import BoneaugError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Per-bone CycleGAN lesion synthesis to augment bone-lesion classifiers.",
+)
+import_app = typer.Typer(no_args_is_help=True, help="Bring radiographs and annotations into a "
+                         "boneaug manifest.")
+app.add_typer(import_app, name="import")
+
+
+def _bones(text: str) -> tuple[str, ...]:
+    return tuple(b.strip().lower() for b in text.split(",") if b.strip())
+
+
+@app.command()
+def phantom(
+    out: Path = typer.Option(..., "--out", help="Folder to write images, masks and manifest.csv"),
+    bones: str = typer.Option("femur,tibia,humerus", help="Comma-separated bones to render"),
+    normal: int = typer.Option(60, min=0, help="Normal images per bone"),
+    lesion: int = typer.Option(6, min=0, help="Lesion images per bone"),
+    size: int = typer.Option(256, min=32, max=4096, help="Image side in pixels"),
+    difficulty: float = typer.Option(0.5, min=0.0, max=1.0, help="0 obvious .. 1 subtle"),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same images"),
+    distractors: bool = typer.Option(True, help="Collimation edges and side-marker letters"),
+) -> None:
+    """Render phantom radiographs of long bones with exact ground truth."""
+    from boneaug.data.phantom import PhantomConfig, make_phantom
+
+    config = PhantomConfig(bones=_bones(bones), normal=normal, lesion=lesion, size=size,
+                           difficulty=difficulty, seed=seed, distractors=distractors)
+    manifest_path = make_phantom(out, config)
+    typer.echo(f"wrote {manifest_path}")
+
+
+@app.command()
+def validate(manifest: Path = typer.Argument(..., help="manifest.csv to check")) -> None:
+    """Check a manifest against the contract; list every problem, one per line."""
+    from boneaug.data.manifest import read_manifest, validate_manifest
+
+    loaded, problems = read_manifest(manifest)
+    problems += validate_manifest(loaded)
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    warnings = len(problems) - len(errors)
+    typer.echo(f"{manifest}: {len(loaded)} rows, {len(errors)} errors, {warnings} warnings")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def split(
+    manifest: Path = typer.Argument(..., help="manifest.csv to split"),
+    out: Path = typer.Option(None, "--out", help="Where to write the split manifest "
+                             "(default: <manifest folder>/<name>.split.csv)"),
+    val: float = typer.Option(0.15, min=0.0, max=0.9, help="Fraction of patients in val"),
+    test: float = typer.Option(0.15, min=0.0, max=0.9, help="Fraction of patients in test"),
+    seed: int = typer.Option(0, help="Random seed"),
+    group_by: str = typer.Option(None, help="Column whose values are kept together "
+                                 "(e.g. center); patients are always kept together"),
+    holdout: str = typer.Option(None, help="With --group-by: the value(s) of that column that "
+                                "form the test split, comma-separated (e.g. 3)"),
+    in_place: bool = typer.Option(False, help="Allow --out to be the input manifest"),
+) -> None:
+    """Patient-level split into train/val/test, stratified by bone x label."""
+    from boneaug.data.manifest import load_manifest, save_manifest
+    from boneaug.data.splits import split_manifest
+
+    target = out or manifest.with_name(manifest.stem + ".split.csv")
+    if target.resolve() == manifest.resolve() and not in_place:
+        raise BoneaugError(f"{target}: --out is the input manifest; pass --in-place to "
+                           "overwrite it")
+    loaded = load_manifest(manifest, check_images=False)
+    result = split_manifest(loaded, val=val, test=test, seed=seed, group_by=group_by,
+                            holdout=tuple(h for h in (holdout or "").split(",") if h))
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    save_manifest(result.manifest, target)
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
+def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe")) -> None:
+    """Counts by bone x label x split x origin, image sizes and lesion-box sizes."""
+    from boneaug.data.manifest import load_manifest
+    from boneaug.data.stats import describe_manifest
+
+    typer.echo(describe_manifest(load_manifest(manifest)))
+
+
+@import_app.command("csv")
+def import_csv_cmd(
+    table: Path = typer.Argument(..., help="The user's CSV: one row per image"),
+    out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
+    column: list[str] = typer.Option([], "--column", "-c", help="Mapping FIELD=THEIR_COLUMN, "
+                                     "e.g. -c image_id=StudyID -c label=Finding; repeatable"),
+    bone: str = typer.Option(None, help="Bone for every row when the CSV has no bone column"),
+    positive: str = typer.Option(None, help="Comma-separated label values meaning lesion, "
+                                 "when the label column is not 0/1"),
+    images: Path = typer.Option(None, help="Folder the CSV's image paths are relative to "
+                                "(default: the CSV's folder)"),
+) -> None:
+    """A user CSV with a column mapping."""
+    from boneaug.data.importers import import_csv
+
+    mapping = {}
+    for item in column:
+        field, sep, theirs = item.partition("=")
+        if not sep or not field.strip() or not theirs.strip():
+            raise BoneaugError(f"--column {item!r}: expected FIELD=THEIR_COLUMN")
+        mapping[field.strip()] = theirs.strip()
+    positives = tuple(p.strip() for p in positive.split(",")) if positive else None
+    _report(import_csv(table, out, mapping=mapping, bone=bone, positive_values=positives,
+                       images_root=images))
+
+
+@import_app.command("coco")
+def import_coco_cmd(
+    annotations: Path = typer.Argument(..., help="COCO JSON (boxes and/or segmentations)"),
+    out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
+    images: Path = typer.Option(None, help="Folder of the images (default: the JSON's folder)"),
+    bone: str = typer.Option(None, help="Bone for every image; else category names must be bones"),
+) -> None:
+    """COCO JSON: images with lesion annotations are positives, the others negatives."""
+    from boneaug.data.importers import import_coco
+
+    _report(import_coco(annotations, out, images_root=images, bone=bone))
+
+
+@import_app.command("labelme")
+def import_labelme_cmd(
+    folder: Path = typer.Argument(..., help="Folder of images and LabelMe JSON files"),
+    out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
+    bone: str = typer.Option(..., help="Bone of these images"),
+) -> None:
+    """A folder of LabelMe JSONs; images without a JSON (or shapes) are negatives."""
+    from boneaug.data.importers import import_labelme
+
+    _report(import_labelme(folder, out, bone=bone))
+
+
+@import_app.command("btxrd")
+def import_btxrd_cmd(
+    root: Path = typer.Argument(..., help="BTXRD folder (images/, Annotations/, dataset.csv)"),
+    out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
+    patients: str = typer.Option("heuristic", help="Patient grouping: heuristic (adjacent rows "
+                                 "with equal centre, age, gender, site, tumour flags) or image"),
+) -> None:
+    """The BTXRD bone-tumour radiograph set (see docs/importing.md for its pitfalls)."""
+    from boneaug.data.importers import import_btxrd
+
+    _report(import_btxrd(root, out, patients=patients))
+
+
+@import_app.command("folder")
+def import_folder_cmd(
+    root: Path = typer.Argument(..., help="Folder with class sub-folders (normal/, lesion/), "
+                                "optionally under bone folders (femur/normal/ ...)"),
+    out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
+    bone: str = typer.Option(None, help="Bone of every image when there are no bone folders"),
+) -> None:
+    """Class sub-folders, no boxes."""
+    from boneaug.data.importers import import_folder
+
+    _report(import_folder(root, out, bone=bone))
+
+
+def _report(report) -> None:
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {report.manifest_path} ({report.rows} images)")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder"),
+    seed: int = typer.Option(0, help="Random seed"),
+) -> None:
+    """The main job on the built-in phantom data (the stages built so far)."""
+    from boneaug.data.manifest import load_manifest, save_manifest
+    from boneaug.data.phantom import PhantomConfig, make_phantom
+    from boneaug.data.splits import split_manifest
+    from boneaug.data.stats import describe_manifest
+
+    started = time.time()
+    typer.echo("boneaug demo: phantom -> validate -> split -> stats")
+    manifest_path = make_phantom(out / "phantom", PhantomConfig(seed=seed))
+    typer.echo(f"[1/3] phantom radiographs and manifest: {manifest_path}")
+    manifest = load_manifest(manifest_path)
+    result = split_manifest(manifest, val=0.2, test=0.3, seed=seed)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    split_path = save_manifest(result.manifest, out / "manifest.csv")
+    typer.echo(f"[2/3] patient-level split: {split_path}")
+    typer.echo("[3/3] statistics:\n")
+    typer.echo(describe_manifest(load_manifest(split_path)))
+    typer.echo(f"\ndone in {time.time() - started:.1f} s. Still to come in boneaug: per-bone "
+               "patches, CycleGAN training, synthesis, classifiers and the report.")
+
+
+def main() -> None:
+    try:
+        app()
+    except BoneaugError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,379 @@
+"""The manifest: one CSV row per radiograph, the contract between all stages.
+
+Columns (DESIGN.md); extra columns are kept and written back unchanged:
+
+==============  ==============================================================
+``image_id``    unique id
+``path``        image file, relative to the manifest's folder, or absolute
+``patient_id``  the unit of splitting; defaults to ``image_id``
+``bone``        lower-case bone name (`BONES`) or, for normals that only know
+                their limb region, a region name (`REGIONS`)
+``label``       0 = no lesion, 1 = lesion
+``boxes``       JSON list of ``[x0, y0, x1, y1]`` lesion boxes in pixels
+``mask_path``   optional lesion mask (same folder rule as ``path``)
+``split``       ``train`` / ``val`` / ``test``, or empty before splitting
+``origin``      ``real`` or ``synthetic``
+``provenance``  JSON object, required for synthetic rows
+==============  ==============================================================
+
+In memory a manifest is a `Manifest`: a pandas table whose core columns are typed
+(``label`` int, ``boxes`` a list of 4-float lists, everything else str, ``""`` when
+empty) and the folder its relative paths are resolved against.
+
+Invariants, enforced by `validate_manifest` and by `save_manifest`: ids are unique; a
+synthetic row is never in ``val`` or ``test``; a patient never spans two splits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from boneaug.data.files import atomic_path
+from boneaug.data.imageio import image_size
+from boneaug.errors import BoneaugError, ManifestError
+
+COLUMNS = ("image_id", "path", "patient_id", "bone", "label", "boxes", "mask_path", "split",
+           "origin", "provenance")
+REQUIRED = ("image_id", "path", "bone", "label")
+BONES = frozenset({
+    "femur", "tibia", "fibula", "humerus", "radius", "ulna", "hand", "foot", "pelvis",
+    "spine", "rib", "clavicle", "scapula", "skull", "patella",
+    "knee", "ankle", "hip", "elbow", "shoulder", "wrist",
+})
+REGIONS = frozenset({"lower_limb", "upper_limb"})
+SPLITS = ("train", "val", "test")
+ORIGINS = ("real", "synthetic")
+
+Box = list[float]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about one manifest row (or the whole file when `line` is None)."""
+
+    file: str
+    line: int | None
+    column: str | None
+    message: str
+    image_id: str | None = None
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f" line {self.line}"
+            if self.image_id:
+                where += f" (image_id {self.image_id})"
+        if self.column:
+            where += f", column {self.column}"
+        prefix = "" if self.severity == "error" else "warning: "
+        return f"{prefix}{where}: {self.message}"
+
+
+@dataclass
+class Manifest:
+    """A manifest table and the folder its relative paths are resolved against."""
+
+    table: pd.DataFrame
+    root: Path
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def resolve(self, path: str) -> Path:
+        """The file a ``path``/``mask_path`` value points at."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def image_path(self, index: Any) -> Path:
+        return self.resolve(str(self.table.at[index, "path"]))
+
+    def line_of(self, position: int) -> int:
+        """The CSV line (header is line 1) of the row at `position`."""
+        return position + 2
+
+    def copy(self) -> Manifest:
+        return Manifest(self.table.copy(deep=True), self.root, self.source)
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def parse_boxes(text: Any) -> list[Box]:
+    """Parse the ``boxes`` cell: a JSON list of ``[x0, y0, x1, y1]``; empty means none.
+
+    Raises ValueError with a short reason for anything else.
+    """
+    if isinstance(text, list):
+        raw = text
+    else:
+        text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+        if not text.strip():
+            return []
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(raw, list):
+        raise ValueError("must be a JSON list of [x0, y0, x1, y1] boxes")
+    boxes: list[Box] = []
+    for i, box in enumerate(raw):
+        if not isinstance(box, list | tuple) or len(box) != 4:
+            raise ValueError(f"box {i} is {json.dumps(box)}; expected [x0, y0, x1, y1]")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+            raise ValueError(f"box {i} has a non-numeric value: {json.dumps(box)}")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise ValueError(f"box {i} has a non-finite value")
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"box {i} {json.dumps(box)} needs x1 > x0 and y1 > y0")
+        boxes.append([x0, y0, x1, y1])
+    return boxes
+
+
+def format_boxes(boxes: Iterable[Iterable[float]]) -> str:
+    """The JSON text of a box list, integers written without a decimal point."""
+    out = [[int(v) if float(v).is_integer() else round(float(v), 2) for v in box]
+           for box in boxes]
+    return json.dumps(out, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def new_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A typed manifest table from row dicts, filling the contract's defaults.
+
+    Missing ``patient_id`` becomes ``image_id``; missing ``origin`` becomes ``real``;
+    ``boxes`` may be given as lists or JSON text. Extra keys become extra columns.
+    """
+    table = pd.DataFrame(list(rows))
+    if table.empty:
+        table = pd.DataFrame(columns=list(COLUMNS))
+    return _typed(table)
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    """Fill defaults and coerce the core columns; raises ValueError on bad cells."""
+    table = table.copy()
+    for column in COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    for column in table.columns:
+        if column in ("label", "boxes"):
+            continue
+        table[column] = table[column].map(lambda v: "" if _is_blank(v) else str(v)).astype(object)
+    table["patient_id"] = [p or i for p, i in zip(table["patient_id"], table["image_id"],
+                                                  strict=True)]
+    table["origin"] = [o or "real" for o in table["origin"]]
+    table["label"] = [int(v) if not _is_blank(v) else -1 for v in table["label"]]
+    table["boxes"] = [parse_boxes(v) for v in table["boxes"]]
+    ordered = list(COLUMNS) + [c for c in table.columns if c not in COLUMNS]
+    return table[ordered].reset_index(drop=True)
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_manifest(path: str | Path) -> tuple[Manifest, list[Problem]]:
+    """Read a manifest CSV without touching its images.
+
+    Returns the manifest (rows that could not be typed keep safe defaults) and the
+    problems found while typing it. Raises `ManifestError` only when the file itself is
+    unusable (missing, not CSV, required columns absent).
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ManifestError(f"{name}: no such manifest file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{name}: not a readable CSV ({str(exc).strip()})") from None
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise ManifestError(f"{name}: missing required column(s) {', '.join(missing)}; "
+                            f"it has {', '.join(raw.columns) or 'none'}")
+    problems: list[Problem] = []
+    labels: list[int] = []
+    boxes: list[list[Box]] = []
+    for pos, (image_id, label, box_text) in enumerate(
+        zip(raw["image_id"], raw["label"],
+            raw["boxes"] if "boxes" in raw.columns else [""] * len(raw), strict=True)
+    ):
+        line = pos + 2
+        text = label.strip()
+        if text in ("0", "1"):
+            labels.append(int(text))
+        else:
+            labels.append(-1)
+            problems.append(Problem(name, line, "label", f"label is {label!r}; must be 0 or 1",
+                                    image_id))
+        try:
+            boxes.append(parse_boxes(box_text))
+        except ValueError as exc:
+            boxes.append([])
+            problems.append(Problem(name, line, "boxes", f"malformed boxes: {exc}", image_id))
+    raw = raw.copy()
+    raw["label"] = labels
+    raw["boxes"] = boxes
+    return Manifest(_typed(raw), path.parent.resolve(), path.resolve()), problems
+
+
+def load_manifest(path: str | Path, *, check_images: bool = True) -> Manifest:
+    """Read and validate a manifest; raise `ManifestError` (one line) if it has errors.
+
+    Warnings (such as positives without boxes) do not raise; `validate_manifest` lists
+    them. With `check_images`, every image is checked to exist and be readable, and
+    boxes are checked against the image size (headers only, no pixel decoding).
+    """
+    manifest, problems = read_manifest(path)
+    problems += validate_manifest(manifest, check_images=check_images)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        more = (f" (and {len(errors) - 1} more; `boneaug validate {path}` lists them all)"
+                if len(errors) > 1 else "")
+        raise ManifestError(f"{errors[0]}{more}")
+    return manifest
+
+
+def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[Problem]:
+    """Every problem of a typed manifest, in row order; warnings have severity 'warning'."""
+    table = manifest.table
+    name = str(manifest.source) if manifest.source else "manifest"
+    problems: list[Problem] = []
+
+    def add(pos: int | None, column: str | None, message: str, severity: str = "error",
+            image_id: str | None = None) -> None:
+        line = None if pos is None else pos + 2
+        problems.append(Problem(name, line, column, message, image_id, severity))
+
+    seen_ids: dict[str, int] = {}
+    patient_split: dict[str, tuple[str, int]] = {}
+    for pos, row in enumerate(table.itertuples(index=False)):
+        image_id = str(row.image_id)
+        if not image_id:
+            add(pos, "image_id", "image_id is empty")
+        elif image_id in seen_ids:
+            add(pos, "image_id", f"duplicate image_id (first on line {seen_ids[image_id] + 2})",
+                image_id=image_id)
+        else:
+            seen_ids[image_id] = pos
+        if row.bone not in BONES and row.bone not in REGIONS:
+            add(pos, "bone", f"unknown bone {row.bone!r}; expected one of "
+                f"{', '.join(sorted(BONES | REGIONS))}", image_id=image_id)
+        if row.origin not in ORIGINS:
+            add(pos, "origin", f"origin is {row.origin!r}; must be real or synthetic",
+                image_id=image_id)
+        if row.split and row.split not in SPLITS:
+            add(pos, "split", f"split is {row.split!r}; must be train, val, test or empty",
+                image_id=image_id)
+        if row.origin == "synthetic" and row.split in ("val", "test"):
+            add(pos, "split", f"synthetic image in the {row.split} split; synthetic images "
+                "may only be in train", image_id=image_id)
+        if row.origin == "synthetic":
+            try:
+                prov = json.loads(row.provenance) if row.provenance else None
+            except json.JSONDecodeError:
+                prov = "bad"
+            if not isinstance(prov, dict):
+                add(pos, "provenance", "a synthetic row needs a JSON object of provenance",
+                    image_id=image_id)
+        if row.split:
+            first = patient_split.setdefault(row.patient_id, (row.split, pos))
+            if first[0] != row.split:
+                add(pos, "split", f"patient {row.patient_id!r} is in {row.split} here but in "
+                    f"{first[0]} on line {first[1] + 2}; a patient must not span splits",
+                    image_id=image_id)
+        if row.label == 0 and row.boxes:
+            add(pos, "boxes", "label 0 (no lesion) but lesion boxes are given",
+                image_id=image_id)
+        if row.label == 1 and not row.boxes:
+            add(pos, "boxes", "positive without lesion boxes: usable for classification, "
+                "not for lesion patches", "warning", image_id)
+        if check_images:
+            image_file = manifest.resolve(row.path)
+            if not row.path:
+                add(pos, "path", "path is empty", image_id=image_id)
+                continue
+            try:
+                height, width = image_size(image_file)
+            except BoneaugError as exc:
+                add(pos, "path", str(exc), image_id=image_id)
+                continue
+            for i, (x0, y0, x1, y1) in enumerate(row.boxes):
+                if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                    add(pos, "boxes", f"box {i} {format_boxes([[x0, y0, x1, y1]])} is outside "
+                        f"the {width}x{height} image", image_id=image_id)
+            if row.mask_path and not manifest.resolve(row.mask_path).is_file():
+                add(pos, "mask_path", f"{manifest.resolve(row.mask_path)}: no such mask file",
+                    image_id=image_id)
+    return problems
+
+
+def count_unusable_positives(manifest: Manifest) -> int:
+    """Positives without boxes: they train a classifier but give no lesion patch."""
+    table = manifest.table
+    return int(sum(1 for lab, b in zip(table["label"], table["boxes"], strict=True)
+                   if lab == 1 and not b))
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def check_invariants(manifest: Manifest) -> None:
+    """Raise `ManifestError` if the manifest breaks an invariant that no output may break."""
+    for problem in validate_manifest(manifest, check_images=False):
+        if problem.severity == "error" and problem.column in ("image_id", "split", "label",
+                                                               "origin", "provenance"):
+            raise ManifestError(f"refusing to write a manifest that breaks the contract: "
+                                f"{problem}")
+
+
+def save_manifest(manifest: Manifest, path: str | Path) -> Path:
+    """Write the manifest atomically to `path`, re-basing relative paths on its folder.
+
+    Refuses (ManifestError) a manifest that breaks the invariants, and refuses to write
+    over the file the manifest was read from unless that is the same path (an update).
+    """
+    path = Path(path)
+    check_invariants(manifest)
+    new_root = path.parent.resolve()
+    out = manifest.table.copy()
+    if new_root != manifest.root:
+        for column in ("path", "mask_path"):
+            out[column] = [_rebase(v, manifest.root, new_root) for v in out[column]]
+    out["label"] = out["label"].astype(int).astype(str)
+    out["boxes"] = [format_boxes(b) if b else "" for b in out["boxes"]]
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False)
+    manifest.root, manifest.source = new_root, path.resolve()
+    manifest.table[["path", "mask_path"]] = out[["path", "mask_path"]]
+    return path
+
+
+def _rebase(value: str, old_root: Path, new_root: Path) -> str:
+    if not value or Path(value).is_absolute():
+        return value
+    target = (old_root / value).resolve()
+    try:
+        return os.path.relpath(target, new_root)
+    except ValueError:  # another drive (Windows): keep it absolute
+        return str(target)

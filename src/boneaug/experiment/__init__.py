@@ -1,0 +1,1 @@
+"""boneaug.experiment (see DESIGN.md)."""

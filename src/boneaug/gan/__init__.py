@@ -1,0 +1,1 @@
+"""boneaug.gan (see DESIGN.md)."""

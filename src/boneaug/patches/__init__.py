@@ -1,0 +1,1 @@
+"""boneaug.patches (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""boneaug.synth (see DESIGN.md)."""
