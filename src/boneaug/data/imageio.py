@@ -166,8 +166,11 @@ def _read_dicom(path: Path) -> np.ndarray:
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
-        lut = np.asarray(apply_voi_lut(pixels if "ModalityLUTSequence" in ds else values, ds,
-                                       prefer_lut=True), dtype=np.float64)
+        # A VOI LUT is indexed by integer modality values; rescaling usually keeps them
+        # integral, and pydicom warns (rightly) when it is handed floats.
+        lut_input = np.rint(values).astype(np.int64) if np.all(values == np.rint(values)) \
+            else values
+        lut = np.asarray(apply_voi_lut(lut_input, ds, prefer_lut=True), dtype=np.float64)
         out_bits = int(item.LUTDescriptor[2])
         unit = lut / float(2**out_bits - 1)
     elif "WindowCenter" in ds and "WindowWidth" in ds:
@@ -224,7 +227,8 @@ def write_synthetic_dicom(
     `DERIVED\\SECONDARY`, `DerivationDescription`, `ImageComments` and the series
     description say it is synthetic, and `SourceImageSequence` points at the source. The
     pixels are 16-bit MONOCHROME2 in display orientation (bone bright), with no rescale
-    or window left from the source, since they no longer mean the source's values.
+    and an exact full-range window instead of the source's: they no longer mean the
+    source's values.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -270,6 +274,11 @@ def write_synthetic_dicom(
     ds.PixelRepresentation = 0
     if "PlanarConfiguration" in ds:
         del ds.PlanarConfiguration
+    # The pixels are display values in [0, 1] scaled to 16 bits; an exact full-range
+    # window tells every viewer (and read_image) to show them as they are.
+    ds.WindowCenter = 32767.5
+    ds.WindowWidth = 65535
+    ds.VOILUTFunction = "LINEAR_EXACT"
     ds.PixelData = data.tobytes()
     ds["PixelData"].VR = "OW"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -1,0 +1,227 @@
+"""The manifest contract: typing, validation messages, invariants, round-trips."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boneaug.data.manifest import (
+    Manifest,
+    count_unusable_positives,
+    format_boxes,
+    load_manifest,
+    new_table,
+    parse_boxes,
+    read_manifest,
+    save_manifest,
+    validate_manifest,
+)
+from boneaug.errors import ManifestError
+from conftest import write_gray_png
+
+HEADER = ["image_id", "path", "patient_id", "bone", "label", "boxes", "split", "origin",
+          "provenance", "center"]
+
+
+def good_rows() -> list[dict[str, str]]:
+    return [
+        {"image_id": "a", "path": "img/im0.png", "patient_id": "p1", "bone": "femur",
+         "label": "1", "boxes": "[[2,3,10,12]]", "split": "train", "origin": "real",
+         "provenance": "", "center": "1"},
+        {"image_id": "b", "path": "img/im1.png", "patient_id": "p1", "bone": "femur",
+         "label": "0", "boxes": "", "split": "train", "origin": "real", "provenance": "",
+         "center": "1"},
+        {"image_id": "c", "path": "img/im2.png", "patient_id": "p2", "bone": "tibia",
+         "label": "0", "boxes": "[]", "split": "test", "origin": "real", "provenance": "",
+         "center": "2"},
+        {"image_id": "d", "path": "img/im3.png", "patient_id": "p3", "bone": "humerus",
+         "label": "1", "boxes": "[[0,0,48,32]]", "split": "val", "origin": "real",
+         "provenance": "", "center": "3"},
+    ]
+
+
+def write_manifest(folder: Path, rows: list[dict[str, str]], name: str = "manifest.csv") -> Path:
+    path = folder / name
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def only_error(path: Path) -> str:
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_good_manifest_loads_typed(tmp_path, tiny_images):
+    m = load_manifest(write_manifest(tmp_path, good_rows()))
+    assert len(m) == 4
+    assert list(m.table["label"]) == [1, 0, 0, 1]
+    assert m.table.at[0, "boxes"] == [[2.0, 3.0, 10.0, 12.0]]
+    assert m.table.at[2, "boxes"] == []
+    assert m.image_path(0) == tmp_path / "img" / "im0.png"
+    assert list(m.table["center"]) == ["1", "1", "2", "3"]  # extra column kept as text
+
+
+def test_defaults_fill_patient_and_origin(tmp_path, tiny_images):
+    rows = [{"image_id": "x", "path": "img/im0.png", "bone": "femur", "label": "0"}]
+    m = load_manifest(write_manifest(tmp_path, rows))
+    assert m.table.at[0, "patient_id"] == "x"
+    assert m.table.at[0, "origin"] == "real"
+    assert m.table.at[0, "split"] == ""
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "expected"),
+    [
+        (0, "path", "img/nope.png", "no such image file"),
+        (1, "bone", "banana", "unknown bone 'banana'"),
+        (2, "label", "2", "label is '2'; must be 0 or 1"),
+        (0, "boxes", "[[1,2,3]]", "malformed boxes"),
+        (0, "boxes", "[[5,5,2,9]]", "needs x1 > x0"),
+        (0, "boxes", "not json", "not valid JSON"),
+        (0, "boxes", "[[40,20,49,30]]", "outside the 48x32 image"),
+        (1, "image_id", "a", "duplicate image_id (first on line 2)"),
+        (2, "patient_id", "p1", "patient 'p1' is in test here but in train on line 2"),
+        (2, "origin", "fake", "origin is 'fake'"),
+        (2, "split", "holdout", "split is 'holdout'"),
+        (1, "boxes", "[[1,1,4,4]]", "label 0 (no lesion) but lesion boxes"),
+    ],
+)
+def test_each_bad_input_is_one_line_naming_row_and_column(tmp_path, tiny_images, row, column,
+                                                          value, expected):
+    rows = good_rows()
+    rows[row][column] = value
+    message = only_error(write_manifest(tmp_path, rows))
+    assert expected in message
+    expect_column = "split" if column == "patient_id" else column
+    assert f"line {row + 2}" in message and f"column {expect_column}" in message
+
+
+def test_unreadable_image(tmp_path, tiny_images):
+    (tmp_path / "img" / "im1.png").write_bytes(b"garbage")
+    message = only_error(write_manifest(tmp_path, good_rows()))
+    assert "line 3" in message and "not a readable image" in message
+
+
+def test_synthetic_rows_never_in_val_or_test(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[2].update(origin="synthetic", provenance='{"generator": "abc"}')
+    message = only_error(write_manifest(tmp_path, rows))
+    assert "synthetic image in the test split" in message
+    rows[2]["split"] = "train"
+    rows[2]["patient_id"] = "p9"
+    load_manifest(write_manifest(tmp_path, rows))  # in train it is fine
+
+
+def test_synthetic_rows_need_provenance(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[1].update(origin="synthetic", provenance="")
+    assert "needs a JSON object of provenance" in only_error(write_manifest(tmp_path, rows))
+
+
+def test_positive_without_boxes_is_a_counted_warning(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[0]["boxes"] = ""
+    path = write_manifest(tmp_path, rows)
+    m = load_manifest(path)  # not an error
+    warnings = [p for p in validate_manifest(m) if p.severity == "warning"]
+    assert len(warnings) == 1 and "positive without lesion boxes" in str(warnings[0])
+    assert str(warnings[0]).startswith("warning: ")
+    assert count_unusable_positives(m) == 1
+
+
+def test_errors_are_all_listed_and_counted(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[0]["bone"] = "banana"
+    rows[3]["label"] = "yes"
+    path = write_manifest(tmp_path, rows)
+    m, problems = read_manifest(path)
+    problems += validate_manifest(m)
+    assert len([p for p in problems if p.severity == "error"]) == 2
+    assert "(and 1 more;" in only_error(path)
+
+
+def test_missing_columns_and_files(tmp_path):
+    with pytest.raises(ManifestError, match="no such manifest file"):
+        load_manifest(tmp_path / "none.csv")
+    (tmp_path / "m.csv").write_text("image_id,path\na,b.png\n")
+    with pytest.raises(ManifestError, match="missing required column.*bone, label"):
+        load_manifest(tmp_path / "m.csv")
+
+
+def test_save_round_trip_rebases_paths_and_keeps_extras(tmp_path, tiny_images):
+    source = write_manifest(tmp_path, good_rows())
+    before = source.read_bytes()
+    m = load_manifest(source)
+    out = save_manifest(m, tmp_path / "runs" / "a" / "manifest.csv")
+    assert source.read_bytes() == before
+    again = load_manifest(out)
+    assert again.table.at[0, "path"] == "../../img/im0.png"
+    assert again.image_path(0).resolve() == (tmp_path / "img" / "im0.png").resolve()
+    assert list(again.table.columns) == list(m.table.columns)
+    assert again.table["boxes"].tolist() == m.table["boxes"].tolist()
+    assert list(again.table["center"]) == ["1", "1", "2", "3"]
+
+
+def test_save_refuses_broken_invariants_and_writes_nothing(tmp_path, tiny_images):
+    table = new_table([
+        {"image_id": "s", "path": "img/im0.png", "bone": "femur", "label": 1,
+         "boxes": [[1, 1, 4, 4]], "split": "val", "origin": "synthetic",
+         "provenance": '{"seed": 1}'},
+    ])
+    with pytest.raises(ManifestError, match="refusing to write"):
+        save_manifest(Manifest(table, tmp_path), tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_boxes_parse_and_format_round_trip():
+    boxes = [[1, 2, 3.5, 4], [0, 0, 10, 10]]
+    assert parse_boxes(format_boxes(boxes)) == [[1.0, 2.0, 3.5, 4.0], [0.0, 0.0, 10.0, 10.0]]
+    assert format_boxes(boxes) == "[[1,2,3.5,4],[0,0,10,10]]"
+    assert parse_boxes("") == [] and parse_boxes("[]") == []
+    with pytest.raises(ValueError):
+        parse_boxes('{"x": 1}')
+    with pytest.raises(ValueError):
+        parse_boxes("[[1, 2, true, 4]]")
+
+
+def test_validate_cli_lists_problems_and_fails(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[1]["bone"] = "banana"
+    rows[0]["boxes"] = ""
+    path = write_manifest(tmp_path, rows)
+    result = subprocess.run([sys.executable, "-m", "boneaug", "validate", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "unknown bone" in lines[1] and lines[0].startswith("warning")
+    assert "1 errors, 1 warnings" in result.stdout
+
+
+def test_cli_bad_manifest_is_one_line_exit_2(tmp_path, tiny_images):
+    rows = good_rows()
+    rows[2]["label"] = "maybe"
+    path = write_manifest(tmp_path, rows)
+    result = subprocess.run([sys.executable, "-m", "boneaug", "stats", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "line 4" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_new_table_defaults():
+    table = new_table([{"image_id": "a", "path": "a.png", "bone": "femur", "label": 0}])
+    assert table.at[0, "patient_id"] == "a" and table.at[0, "origin"] == "real"
+    assert table.at[0, "boxes"] == [] and table.at[0, "label"] == 0
+    assert list(table.columns[:10]) == ["image_id", "path", "patient_id", "bone", "label",
+                                        "boxes", "mask_path", "split", "origin", "provenance"]
