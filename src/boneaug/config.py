@@ -1,0 +1,63 @@
+"""Typed configs loaded from YAML, with one-line errors naming the file and the key.
+
+Each stage owns its config dataclass (e.g. `boneaug.gan.GanConfig`); this module only
+reads YAML into plain mappings and picks sections, so a config file can be written
+per stage or as one document with a section per stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boneaug.errors import BoneaugError
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, bad YAML or a non-mapping is one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BoneaugError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BoneaugError(f"{path}{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BoneaugError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def section(data: dict[str, Any], name: str, path: str | Path) -> dict[str, Any]:
+    """`data[name]` if the document has that section, else the whole document."""
+    if name not in data:
+        return data
+    value = data[name]
+    if not isinstance(value, dict):
+        raise BoneaugError(f"{path}: section {name!r} must be a mapping of settings")
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` command-line overrides; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BoneaugError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BoneaugError(f"--set {item!r}: value is not a valid scalar") from None
+        if isinstance(parsed, str):  # YAML 1.1 reads "2e-4" as text; a user means a number
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        out[key.strip()] = parsed
+    return out
