@@ -44,7 +44,7 @@ def test_paste_change_adds_lesion_and_keeps_source():
     outside = np.ones_like(image, dtype=bool)
     outside[30:78, 20:68] = False
     np.testing.assert_array_equal(out[outside], image[outside])  # nothing outside the crop
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_feathered_paste_leaves_no_seam_while_hard_paste_does():

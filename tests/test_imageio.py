@@ -165,7 +165,7 @@ def test_real_cr_radiograph_with_bone_lesion():
         pytest.skip("pydicom-data is not installed")
     img = read_image(path)
     assert img.shape == (1760, 1760) and img.dtype == np.float32
-    assert 0.0 <= img.min() and img.max() <= 1.0
+    assert img.min() >= 0.0 and img.max() <= 1.0
     # MONOCHROME1 is inverted so that bone is bright: the bright (bone) region is small
     # against a large dark background of air, as on a displayed radiograph.
     assert float(np.median(img)) < float(img.mean()) + 0.2

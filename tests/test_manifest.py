@@ -21,10 +21,6 @@ from boneaug.data.manifest import (
     validate_manifest,
 )
 from boneaug.errors import ManifestError
-from conftest import write_gray_png
-
-HEADER = ["image_id", "path", "patient_id", "bone", "label", "boxes", "split", "origin",
-          "provenance", "center"]
 
 
 def good_rows() -> list[dict[str, str]]:
