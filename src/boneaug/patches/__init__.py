@@ -1,1 +1,15 @@
-"""boneaug.patches (see DESIGN.md)."""
+"""Per-bone patch domains for the CycleGAN: healthy (A) and lesion (B) patch stores.
+
+`extract_patches` cuts both domains of one bone from the train split of a manifest and
+writes them under ``<out>/<bone>/``; `load_domains` / `load_patch_store` read them back.
+`estimate_bone_region` finds the bone in a radiograph when no bone mask is given.
+"""
+
+from boneaug.patches.extract import PatchReport, extract_patches
+from boneaug.patches.region import estimate_bone_region, overlap_scores, region_bbox
+from boneaug.patches.store import PatchStore, load_domains, load_patch_store, write_patch_store
+
+__all__ = [
+    "PatchReport", "PatchStore", "estimate_bone_region", "extract_patches", "load_domains",
+    "load_patch_store", "overlap_scores", "region_bbox", "write_patch_store",
+]

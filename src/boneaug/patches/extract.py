@@ -1,0 +1,379 @@
+"""Make the two patch domains of one bone from the train split of a manifest.
+
+Domain B (lesion): square crops around every real lesion box, with a context margin and
+scale/position jitter. Domain A (healthy): crops from normal (label 0) images of the bone,
+centred on the bone region, at the same anatomy scale as the lesion crops (crop sides are
+drawn from the lesion crops' sides relative to image size), and kept only if bone fills
+enough of them. Only ``split == "train"`` rows of origin ``real`` are used, so that no
+validation or test image leaks into the generator.
+
+Output layout (under ``out_dir/<bone>/``): ``healthy/`` and ``lesion/`` patch stores
+(see `boneaug.patches.store`), ``lesion_stats.json`` and ``patches.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from boneaug.data import Manifest, read_image
+from boneaug.data.files import write_json_atomic
+from boneaug.errors import BoneaugError
+from boneaug.patches.crop import crop_reflect, resize_square
+from boneaug.patches.region import estimate_bone_region, read_bone_mask, region_bbox
+from boneaug.patches.store import INFO_FILE, to_uint16, write_patch_store
+
+MASK_COLUMN = "bone_mask_path"
+MIN_BONE_FRACTION = 0.3   # a healthy crop with less bone than this shows mostly soft tissue
+TRIES_PER_PATCH = 25      # centre draws per healthy patch before giving up on it
+PROGRESS_MIN = 50         # images; below this a progress bar is noise
+
+
+@dataclass
+class PatchReport:
+    """What `extract_patches` wrote: paths, counts and warnings."""
+
+    bone: str
+    bone_dir: Path
+    healthy_dir: Path
+    lesion_dir: Path
+    stats_path: Path
+    info_path: Path
+    n_healthy: int
+    n_lesion: int
+    n_lesion_boxes: int
+    n_lesion_images: int
+    n_healthy_images: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Crop:
+    patch: np.ndarray          # (size, size) float32 in [0, 1]
+    box: tuple[int, int, int, int]
+    row: dict[str, Any]
+
+
+def extract_patches(
+    manifest: Manifest,
+    bone: str,
+    size: int,
+    out_dir: Path,
+    *,
+    per_lesion: int = 8,
+    healthy_per_image: int = 4,
+    context: float = 0.5,
+    jitter: float = 0.15,
+    seed: int = 0,
+    min_healthy: int | None = None,
+    negatives_from: tuple[str, ...] = (),
+    min_bone_fraction: float = MIN_BONE_FRACTION,
+    progress: bool = True,
+) -> PatchReport:
+    """Extract the healthy (A) and lesion (B) patch domains of `bone`; write them to disk.
+
+    Args:
+        manifest: a split manifest; only rows with ``split == "train"`` and origin
+            ``real`` are read.
+        bone: the bone whose domains to build (``femur``, ``tibia``, ...).
+        size: patch side P in pixels; patches are ``(P, P)`` float in ``[0, 1]``.
+        out_dir: the stores go to ``out_dir/<bone>/``.
+        per_lesion: crops per lesion box (each with its own jitter).
+        healthy_per_image: crops per normal image.
+        context: margin around a lesion; crop side = longest box side * (1 + context).
+        jitter: relative scale jitter (side * U(1 - j, 1 + j)) and position jitter (the
+            box centre moves up to j * side from the crop centre, never leaving the crop).
+        seed: seeds the one random generator threaded through everything.
+        min_healthy: if given, draw more crops per normal image so that at least this
+            many healthy patches are made, and raise if fewer could be made.
+        negatives_from: extra bone or region names (e.g. ``("lower_limb",)``) whose
+            normal images also count as healthy images of `bone` (BTXRD lists its normals
+            by limb, not by bone).
+        min_bone_fraction: a healthy crop is rejected if less of it than this is bone.
+        progress: show a progress bar on stderr for 50 images or more.
+
+    Raises:
+        BoneaugError: the manifest has no split, `bone` is not in the train split, it has
+            no lesion box or no normal image there, or too few healthy patches could be made.
+    """
+    if size < 8:
+        raise BoneaugError(f"patch size must be at least 8 px, got {size}")
+    if per_lesion < 1 or healthy_per_image < 1:
+        raise BoneaugError("per_lesion and healthy_per_image must be at least 1")
+    if context < 0 or not 0 <= jitter < 1:
+        raise BoneaugError(f"need context >= 0 and 0 <= jitter < 1 (got {context}, {jitter})")
+    name = str(manifest.source) if manifest.source else "manifest"
+    lesion_rows, healthy_rows, warnings = _select_rows(manifest, bone, negatives_from, name)
+    if min_healthy is not None and min_healthy > 0:
+        healthy_per_image = max(healthy_per_image, math.ceil(min_healthy / len(healthy_rows)))
+
+    rng = np.random.default_rng(seed)
+    todo = [("lesion", r) for r in lesion_rows] + [("healthy", r) for r in healthy_rows]
+    bar = tqdm(todo, desc=f"patches {bone}", unit="img", file=sys.stderr,
+               disable=not progress or len(todo) < PROGRESS_MIN)
+    lesion_crops: list[_Crop] = []
+    healthy_crops: list[_Crop] = []
+    lesion_stats: list[dict[str, Any]] = []
+    side_rel: list[float] = []   # lesion crop side / shorter image side
+    healthy_images_used = 0
+    for kind, row in bar:
+        # Each image is read once: lesion rows first, because the healthy crop sizes are
+        # drawn from the lesion crops' sizes.
+        image = read_image(manifest.resolve(row["path"]))
+        if kind == "lesion":
+            region, region_source = _bone_region(manifest, row, image)
+            for box in row["boxes"]:
+                lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source))
+                for crop in _lesion_crops(image, box, size, per_lesion, context, jitter, rng):
+                    crop.row = _index_row(row, manifest, crop.box, seed, box=box,
+                                          side_rel=_rel(crop.box, image.shape))
+                    lesion_crops.append(crop)
+                    side_rel.append(crop.row["side_rel"])
+        else:
+            region, _ = _bone_region(manifest, row, image)
+            made = _healthy_crops(image, region, size, healthy_per_image, side_rel,
+                                  min_bone_fraction, rng)
+            if not region.any():
+                warnings.append(f"{row['image_id']}: no bone region found; image skipped")
+            elif len(made) < healthy_per_image:
+                warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
+                                f"healthy crops had >= {min_bone_fraction:.0%} bone")
+            healthy_images_used += bool(made)
+            for crop, fraction in made:
+                crop.row = _index_row(row, manifest, crop.box, seed,
+                                      side_rel=_rel(crop.box, image.shape),
+                                      bone_fraction=round(fraction, 4))
+                healthy_crops.append(crop)
+    bar.close()
+
+    if not healthy_crops:
+        raise BoneaugError(f"{name}: no healthy {bone} patch could be cut: no normal train "
+                           f"image had >= {min_bone_fraction:.0%} bone in its crops")
+    if min_healthy is not None and len(healthy_crops) < min_healthy:
+        raise BoneaugError(f"{name}: only {len(healthy_crops)} healthy {bone} patches could "
+                           f"be cut, fewer than min_healthy={min_healthy}")
+
+    bone_dir = Path(out_dir) / bone
+    healthy_dir, lesion_dir = bone_dir / "healthy", bone_dir / "lesion"
+    write_patch_store(lesion_dir, _stack(lesion_crops, size), _index(lesion_crops))
+    write_patch_store(healthy_dir, _stack(healthy_crops, size), _index(healthy_crops))
+    stats_path = bone_dir / "lesion_stats.json"
+    write_json_atomic(stats_path, _stats_json(bone, lesion_stats))
+    healthy_rel = [c.row["side_rel"] for c in healthy_crops]
+    info = {
+        "bone": bone,
+        "size": size,
+        "dtype": "uint16",
+        "scale": 65535,
+        "manifest": name,
+        "split": "train",
+        "settings": {
+            "per_lesion": per_lesion, "healthy_per_image": healthy_per_image,
+            "context": context, "jitter": jitter, "seed": seed, "min_healthy": min_healthy,
+            "negatives_from": list(negatives_from), "min_bone_fraction": min_bone_fraction,
+        },
+        "counts": {
+            "healthy": len(healthy_crops), "lesion": len(lesion_crops),
+            "lesion_boxes": len(lesion_stats), "lesion_images": len(lesion_rows),
+            "healthy_images": len(healthy_rows), "healthy_images_used": healthy_images_used,
+        },
+        "crop_side_rel": {"lesion": _summary(side_rel), "healthy": _summary(healthy_rel)},
+        "warnings": warnings,
+    }
+    info_path = bone_dir / INFO_FILE
+    write_json_atomic(info_path, info)  # last: its presence marks a complete folder
+    return PatchReport(
+        bone=bone, bone_dir=bone_dir, healthy_dir=healthy_dir, lesion_dir=lesion_dir,
+        stats_path=stats_path, info_path=info_path, n_healthy=len(healthy_crops),
+        n_lesion=len(lesion_crops), n_lesion_boxes=len(lesion_stats),
+        n_lesion_images=len(lesion_rows), n_healthy_images=len(healthy_rows),
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
+                 name: str) -> tuple[list[dict], list[dict], list[str]]:
+    """The lesion rows and healthy rows of `bone` in the real train split, and warnings."""
+    table = manifest.table
+    if not (table["split"].astype(str) != "").any():
+        raise BoneaugError(f"{name}: has no split column values; run `boneaug split` first "
+                           "(patches are cut from the train split only)")
+    train = table[(table["split"] == "train") & (table["origin"] == "real")]
+    bones_there = sorted(set(train["bone"]))
+    if bone not in bones_there:
+        raise BoneaugError(f"{name}: no {bone!r} image in the train split; bones there: "
+                           f"{', '.join(bones_there) or 'none'}")
+    records = train.to_dict("records")
+    positives = [r for r in records if r["bone"] == bone and r["label"] == 1]
+    lesion_rows = [r for r in positives if r["boxes"]]
+    warnings: list[str] = []
+    unboxed = len(positives) - len(lesion_rows)
+    if unboxed:
+        warnings.append(f"{unboxed} {bone} positive(s) in train have no lesion box; skipped")
+    if not lesion_rows:
+        raise BoneaugError(f"{name}: no lesion box for {bone!r} in the train split "
+                           f"({len(positives)} positive(s), none with boxes)")
+    healthy_bones = {bone, *negatives_from}
+    healthy_rows = [r for r in records if r["bone"] in healthy_bones and r["label"] == 0]
+    if not healthy_rows:
+        hint = "" if negatives_from else "; if its normals are listed by limb, pass " \
+            "negatives_from (e.g. lower_limb)"
+        raise BoneaugError(f"{name}: no normal (label 0) {bone!r} image in the train split"
+                           f"{hint}")
+    return lesion_rows, healthy_rows, warnings
+
+
+def _bone_region(manifest: Manifest, row: dict, image: np.ndarray) -> tuple[np.ndarray, str]:
+    """The bone mask of a row's image: its ``bone_mask_path`` if given, else estimated."""
+    mask_path = str(row.get(MASK_COLUMN, "") or "")
+    if mask_path:
+        return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
+    return estimate_bone_region(image), "estimated"
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def _square(cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    return x0, y0, x0 + side, y0 + side
+
+
+def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, context: float,
+                  jitter: float, rng: np.random.Generator) -> list[_Crop]:
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    longest = max(w, h)
+    base = longest * (1.0 + context)
+    crops = []
+    for _ in range(count):
+        side = max(base * rng.uniform(1.0 - jitter, 1.0 + jitter), longest, 2.0)
+        # The shift never pushes the box out of the crop, so every patch shows its lesion.
+        dx, dy = rng.uniform(-1.0, 1.0, size=2)
+        dx *= min(jitter * side, max(0.0, (side - w) / 2))
+        dy *= min(jitter * side, max(0.0, (side - h) / 2))
+        crop_box = _square((x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, int(round(side)))
+        crops.append(_Crop(resize_square(crop_reflect(image, crop_box), size), crop_box, {}))
+    return crops
+
+
+def _healthy_crops(image: np.ndarray, region: np.ndarray, size: int, count: int,
+                   side_rel: list[float], min_bone: float,
+                   rng: np.random.Generator) -> list[tuple[_Crop, float]]:
+    """Up to `count` crops centred on bone pixels, each with bone fraction >= `min_bone`."""
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return []
+    height, width = image.shape
+    short = min(height, width)
+    rel = np.asarray(side_rel, dtype=np.float64)
+    made: list[tuple[_Crop, float]] = []
+    for _ in range(count):
+        for _ in range(TRIES_PER_PATCH):
+            side = int(np.clip(round(rel[rng.integers(rel.size)] * short), 2, short))
+            k = rng.integers(ys.size)
+            # Keep the crop inside the image: normal images have no lesion that forces a
+            # position, so there is no reason to invent reflected borders.
+            cx = float(np.clip(xs[k] + 0.5, side / 2, width - side / 2))
+            cy = float(np.clip(ys[k] + 0.5, side / 2, height - side / 2))
+            crop_box = _square(cx, cy, side)
+            bx0, by0, bx1, by1 = crop_box
+            fraction = float(region[max(by0, 0):by1, max(bx0, 0):bx1].sum()) / (side * side)
+            if fraction >= min_bone:
+                patch = resize_square(crop_reflect(image, crop_box), size)
+                made.append((_Crop(patch, crop_box, {}), fraction))
+                break
+    return made
+
+
+def _rel(crop_box: tuple[int, int, int, int], shape: tuple[int, int]) -> float:
+    return round((crop_box[2] - crop_box[0]) / min(shape), 6)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _index_row(row: dict, manifest: Manifest, crop_box: tuple[int, int, int, int], seed: int,
+               *, box: list[float] | None = None, side_rel: float,
+               bone_fraction: float | None = None) -> dict[str, Any]:
+    lesion = box if box is not None else ["", "", "", ""]
+    return {
+        "image_id": row["image_id"],
+        "path": str(manifest.resolve(row["path"])),
+        "bone": row["bone"],
+        "x0": crop_box[0], "y0": crop_box[1], "x1": crop_box[2], "y1": crop_box[3],
+        "lesion_x0": lesion[0], "lesion_y0": lesion[1],
+        "lesion_x1": lesion[2], "lesion_y1": lesion[3],
+        "side_rel": side_rel,
+        "bone_fraction": "" if bone_fraction is None else bone_fraction,
+        "seed": seed,
+    }
+
+
+def _stack(crops: list[_Crop], size: int) -> np.ndarray:
+    if not crops:
+        return np.zeros((0, size, size), np.uint16)
+    return to_uint16(np.stack([c.patch for c in crops]))
+
+
+def _index(crops: list[_Crop]) -> pd.DataFrame:
+    table = pd.DataFrame([c.row for c in crops])
+    table.insert(0, "patch", np.arange(len(table)))
+    return table
+
+
+def _lesion_stat(row: dict, box: list[float], shape: tuple[int, int], region: np.ndarray,
+                 region_source: str) -> dict[str, Any]:
+    """Where a lesion sits and how big it is, relative to the image and the bone's box."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    stat: dict[str, Any] = {
+        "image_id": row["image_id"], "box": [float(v) for v in box],
+        "image_height": height, "image_width": width,
+        "width_rel": round((x1 - x0) / width, 6), "height_rel": round((y1 - y0) / height, 6),
+        "region_source": region_source,
+    }
+    bbox = region_bbox(region)
+    if bbox is None:
+        stat.update(region_bbox=None, long_axis=None, along=None, across=None)
+        return stat
+    rx0, ry0, rx1, ry1 = bbox
+    rel_x, rel_y = (cx - rx0) / (rx1 - rx0), (cy - ry0) / (ry1 - ry0)
+    vertical = (ry1 - ry0) >= (rx1 - rx0)
+    stat.update(region_bbox=list(bbox), long_axis="y" if vertical else "x",
+                along=round(rel_y if vertical else rel_x, 6),
+                across=round(rel_x if vertical else rel_y, 6))
+    return stat
+
+
+def _summary(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    return {"n": int(v.size), "median": float(np.median(v)), "min": float(v.min()),
+            "max": float(v.max())}
+
+
+def _stats_json(bone: str, stats: list[dict[str, Any]]) -> dict[str, Any]:
+    def pick(key: str) -> list[float]:
+        return [s[key] for s in stats if s.get(key) is not None]
+
+    return {
+        "bone": bone,
+        "split": "train",
+        "n_boxes": len(stats),
+        "summary": {key: _summary(pick(key))
+                    for key in ("width_rel", "height_rel", "along", "across")},
+        "boxes": stats,
+    }
