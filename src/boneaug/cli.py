@@ -70,8 +70,8 @@ def split(
     manifest: Path = typer.Argument(..., help="manifest.csv to split"),
     out: Path = typer.Option(None, "--out", help="Where to write the split manifest "
                              "(default: <manifest folder>/<name>.split.csv)"),
-    val: float = typer.Option(0.15, min=0.0, max=0.9, help="Fraction of patients in val"),
-    test: float = typer.Option(0.15, min=0.0, max=0.9, help="Fraction of patients in test"),
+    val: float = typer.Option(0.15, min=0.0, max=0.9, help="Share of real images in val"),
+    test: float = typer.Option(0.15, min=0.0, max=0.9, help="Share of real images in test"),
     seed: int = typer.Option(0, help="Random seed"),
     group_by: str = typer.Option(None, help="Column whose values are kept together "
                                  "(e.g. center); patients are always kept together"),
@@ -103,6 +103,40 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
     from boneaug.data.stats import describe_manifest
 
     typer.echo(describe_manifest(load_manifest(manifest)))
+
+
+@app.command()
+def patches(
+    manifest: Path = typer.Option(..., "--manifest", help="A split manifest"),
+    bone: str = typer.Option(..., help="The bone whose patch domains to build"),
+    size: int = typer.Option(..., min=8, max=1024, help="Patch side P in pixels"),
+    out: Path = typer.Option(..., "--out", help="Stores go to OUT/<bone>/{healthy,lesion}"),
+    per_lesion: int = typer.Option(8, min=1, help="Crops per lesion box"),
+    healthy_per_image: int = typer.Option(4, min=1, help="Crops per normal image"),
+    context: float = typer.Option(0.5, min=0.0, help="Crop side = longest box side x (1 + F)"),
+    jitter: float = typer.Option(0.15, min=0.0, max=0.9, help="Scale and position jitter"),
+    seed: int = typer.Option(0, help="Random seed"),
+    min_healthy: int = typer.Option(None, min=1, help="Cut enough crops for N healthy patches"),
+    negatives_from: list[str] = typer.Option([], help="Extra bone/region whose normals count "
+                                             "as healthy images of BONE (repeatable)"),
+    min_bone_fraction: float = typer.Option(0.3, min=0.0, max=1.0,
+                                            help="Reject healthy crops with less bone"),
+) -> None:
+    """Cut the healthy (A) and lesion (B) patch domains of one bone from the train split."""
+    from boneaug.data.manifest import load_manifest
+    from boneaug.patches import extract_patches
+
+    report = extract_patches(
+        load_manifest(manifest), bone.strip().lower(), size, out, per_lesion=per_lesion,
+        healthy_per_image=healthy_per_image, context=context, jitter=jitter, seed=seed,
+        min_healthy=min_healthy, negatives_from=tuple(n.lower() for n in negatives_from),
+        min_bone_fraction=min_bone_fraction)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"{report.bone}: {report.n_healthy} healthy patches from "
+               f"{report.n_healthy_images} normal images, {report.n_lesion} lesion patches "
+               f"from {report.n_lesion_boxes} boxes in {report.n_lesion_images} images -> "
+               f"{report.bone_dir}")
 
 
 @import_app.command("csv")

@@ -1,0 +1,85 @@
+"""The whole command line on a tiny phantom set: every stage built so far, in order.
+
+phantom -> import (csv) -> validate -> split -> stats -> patches, each through the
+`boneaug` CLI, checking what each stage hands the next.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from boneaug.data import load_manifest
+from boneaug.patches import load_domains
+
+
+def boneaug(*args: str | Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "boneaug", *map(str, args)],
+                            capture_output=True, text=True)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def ok(*args: str | Path) -> str:
+    result = boneaug(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_cli_pipeline_on_tiny_phantom(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    ok("phantom", "--out", phantom_dir, "--bones", "femur,tibia", "--normal", 12, "--lesion", 6,
+       "--size", 96, "--seed", 3)
+    source = load_manifest(phantom_dir / "manifest.csv")
+    assert len(source) == 36
+    assert sorted(source.table["bone"].unique()) == ["femur", "tibia"]
+
+    # import the phantom's table as a user CSV with renamed columns, as a user would
+    user_csv = tmp_path / "user.csv"
+    pd.DataFrame({
+        "File": [str(source.image_path(i)) for i in source.table.index],
+        "Bone": source.table["bone"].str.upper(),
+        "Finding": np.where(source.table["label"] == 1, "lesion", "normal"),
+        "Boxes": [str(b).replace(" ", "") if b else "" for b in source.table["boxes"]],
+        "BoneMask": [str(source.resolve(p)) for p in source.table["bone_mask_path"]],
+    }).to_csv(user_csv, index=False)
+    work = tmp_path / "work"
+    ok("import", "csv", user_csv, "--out", work / "manifest.csv", "-c", "path=File",
+       "-c", "bone=Bone", "-c", "label=Finding", "-c", "boxes=Boxes", "--positive", "lesion")
+    imported = load_manifest(work / "manifest.csv")
+    assert len(imported) == 36 and int(imported.table["label"].sum()) == 12
+    assert imported.table["boxes"].tolist() == source.table["boxes"].tolist()
+    # the user's extra column is kept, so the exact bone masks travel with the rows
+    assert "BoneMask" in imported.table.columns
+
+    assert "0 errors" in ok("validate", work / "manifest.csv")
+    split_out = ok("split", work / "manifest.csv", "--val", 0.2, "--test", 0.3, "--seed", 1)
+    split_path = work / "manifest.split.csv"
+    assert str(split_path) in split_out
+    split = load_manifest(split_path)
+    assert set(split.table["split"]) == {"train", "val", "test"}
+    per_patient = split.table.groupby("patient_id")["split"].nunique()
+    assert per_patient.max() == 1
+
+    stats = ok("stats", split_path)
+    assert "femur" in stats and "tibia" in stats and "prevalence" in stats
+
+    ok("patches", "--manifest", split_path, "--bone", "femur", "--size", 32, "--out",
+       work / "patches", "--per-lesion", 2, "--healthy-per-image", 2)
+    healthy_store, lesion_store, info = load_domains(work / "patches" / "femur")
+    healthy, lesion = healthy_store.patches, lesion_store.patches
+    train_femur = split.table[(split.table["split"] == "train") & (split.table["bone"] == "femur")]
+    assert lesion.shape[1:] == (32, 32) and healthy.shape[1:] == (32, 32)
+    assert len(lesion) == 2 * int(train_femur["label"].sum())
+    assert 0.0 <= healthy.min() and healthy.max() <= 1.0
+
+    # the inputs of every stage are untouched, and bad input is one line with exit 2
+    assert load_manifest(phantom_dir / "manifest.csv").table.equals(source.table)
+    bad = boneaug("patches", "--manifest", work / "manifest.csv", "--bone", "femur",
+                  "--size", 32, "--out", work / "p2")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "split" in bad.stderr and not (work / "p2").exists()
