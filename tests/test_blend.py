@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from boneaug.synth.blend import feather_mask, paste_change, resize, seam_ratio
+from boneaug.patches import resize_to as resize
+from boneaug.synth.blend import feather_mask, paste_change, seam_ratio
 
 
 def textured(shape=(96, 96), seed=0) -> np.ndarray:
@@ -23,11 +24,6 @@ def test_feather_mask_is_one_inside_zero_at_the_border():
     assert np.all(np.diff(m[16, :20]) >= 0)  # rises monotonically to the middle
     with pytest.raises(ValueError):
         feather_mask(8, 8, 0.0)
-
-
-def test_resize_shapes_and_constant_preserved():
-    assert resize(np.ones((16, 16)), 40, 24).shape == (40, 24)
-    np.testing.assert_allclose(resize(np.full((50, 50), 0.3), 7, 9), 0.3, atol=1e-6)
 
 
 def test_paste_change_adds_lesion_and_keeps_source():

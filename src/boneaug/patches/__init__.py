@@ -5,11 +5,19 @@ writes them under ``<out>/<bone>/``; `load_domains` / `load_patch_store` read th
 `estimate_bone_region` finds the bone in a radiograph when no bone mask is given.
 """
 
+from boneaug.patches.crop import crop_reflect, resize_square, resize_to
 from boneaug.patches.extract import PatchReport, extract_patches
-from boneaug.patches.region import estimate_bone_region, overlap_scores, region_bbox
+from boneaug.patches.region import (
+    bone_region,
+    estimate_bone_region,
+    overlap_scores,
+    region_bbox,
+)
 from boneaug.patches.store import PatchStore, load_domains, load_patch_store, write_patch_store
 
 __all__ = [
-    "PatchReport", "PatchStore", "estimate_bone_region", "extract_patches", "load_domains",
-    "load_patch_store", "overlap_scores", "region_bbox", "write_patch_store",
+    "PatchReport", "PatchStore", "bone_region", "crop_reflect", "estimate_bone_region",
+    "extract_patches", "load_domains",
+    "load_patch_store", "overlap_scores", "region_bbox", "resize_square", "resize_to",
+    "write_patch_store",
 ]

@@ -27,10 +27,9 @@ from boneaug.data import Manifest, read_image
 from boneaug.data.files import write_json_atomic
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
-from boneaug.patches.region import estimate_bone_region, read_bone_mask, region_bbox
+from boneaug.patches.region import bone_region, region_bbox
 from boneaug.patches.store import INFO_FILE, to_uint16, write_patch_store
 
-MASK_COLUMN = "bone_mask_path"
 MIN_BONE_FRACTION = 0.3   # a healthy crop with less bone than this shows mostly soft tissue
 TRIES_PER_PATCH = 25      # centre draws per healthy patch before giving up on it
 PROGRESS_MIN = 50         # images; below this a progress bar is noise
@@ -128,7 +127,7 @@ def extract_patches(
         # drawn from the lesion crops' sizes.
         image = read_image(manifest.resolve(row["path"]))
         if kind == "lesion":
-            region, region_source = _bone_region(manifest, row, image)
+            region, region_source = bone_region(manifest, row, image)
             for box in row["boxes"]:
                 lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source))
                 for crop in _lesion_crops(image, box, size, per_lesion, context, jitter, rng):
@@ -137,7 +136,7 @@ def extract_patches(
                     lesion_crops.append(crop)
                     side_rel.append(crop.row["side_rel"])
         else:
-            region, _ = _bone_region(manifest, row, image)
+            region, _ = bone_region(manifest, row, image)
             made = _healthy_crops(image, region, size, healthy_per_image, side_rel,
                                   min_bone_fraction, rng)
             if not region.any():
@@ -231,14 +230,6 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
         raise BoneaugError(f"{name}: no normal (label 0) {bone!r} image in the train split"
                            f"{hint}")
     return lesion_rows, healthy_rows, warnings
-
-
-def _bone_region(manifest: Manifest, row: dict, image: np.ndarray) -> tuple[np.ndarray, str]:
-    """The bone mask of a row's image: its ``bone_mask_path`` if given, else estimated."""
-    mask_path = str(row.get(MASK_COLUMN, "") or "")
-    if mask_path:
-        return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
-    return estimate_bone_region(image), "estimated"
 
 
 # --------------------------------------------------------------------------- crops

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from boneaug.data import read_image
+from boneaug.data import Manifest, read_image
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import resize_to
 
@@ -203,3 +203,18 @@ def overlap_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]
         "recall": inter / t if t else 1.0,
         "precision": inter / p if p else 1.0,
     }
+
+
+MASK_COLUMN = "bone_mask_path"
+
+
+def bone_region(manifest: Manifest, row: dict, image: np.ndarray) -> tuple[np.ndarray, str]:
+    """The bone mask of a row's image and where it came from (``mask`` or ``estimated``).
+
+    The manifest's extra column ``bone_mask_path`` (written by the phantom) gives the exact
+    mask; without it the region is estimated from the pixels.
+    """
+    mask_path = str(row.get(MASK_COLUMN, "") or "")
+    if mask_path:
+        return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
+    return estimate_bone_region(image), "estimated"

@@ -15,7 +15,8 @@ pixels, ``x1``/``y1`` exclusive.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from boneaug.patches import resize_to
 
 
 def feather_mask(height: int, width: int, feather: float = 0.25) -> np.ndarray:
@@ -35,21 +36,6 @@ def feather_mask(height: int, width: int, feather: float = 0.25) -> np.ndarray:
     return np.outer(ramp(height), ramp(width)).astype(np.float32)
 
 
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a 2-D float image to `(height, width)` with linear interpolation.
-
-    Downsampling first low-passes the image (a Gaussian of the zoom factor) so that the
-    result is not aliased.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    zy, zx = height / image.shape[0], width / image.shape[1]
-    if zy < 1 or zx < 1:
-        sigma = (max(0.0, (1 / zy - 1) / 2), max(0.0, (1 / zx - 1) / 2))
-        image = ndimage.gaussian_filter(image, sigma=sigma, mode="reflect")
-    out = ndimage.zoom(image, (zy, zx), order=1, mode="nearest", grid_mode=True)
-    return out[:height, :width].astype(np.float32, copy=False)
-
-
 def paste_change(image: np.ndarray, crop_box: tuple[int, int, int, int], source_patch: np.ndarray,
                  translated_patch: np.ndarray, feather: float = 0.25) -> np.ndarray:
     """Add the generator's change to `image` inside `crop_box`; return a new image.
@@ -62,8 +48,8 @@ def paste_change(image: np.ndarray, crop_box: tuple[int, int, int, int], source_
     height, width = image.shape
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
         raise ValueError(f"crop box {crop_box} is not inside the {width}x{height} image")
-    change = resize(np.asarray(translated_patch, np.float32) - np.asarray(source_patch, np.float32),
-                    y1 - y0, x1 - x0)
+    change = np.asarray(translated_patch, np.float32) - np.asarray(source_patch, np.float32)
+    change = resize_to(change, y1 - y0, x1 - x0)
     out = np.array(image, dtype=np.float32, copy=True)
     out[y0:y1, x0:x1] += feather_mask(y1 - y0, x1 - x0, feather) * change
     return np.clip(out, 0.0, 1.0)
