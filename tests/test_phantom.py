@@ -197,10 +197,10 @@ def test_refuses_to_write_into_a_foreign_folder(tmp_path):
     foreign = tmp_path / "data"
     foreign.mkdir()
     (foreign / "patient.png").write_bytes(b"not ours")
-    with pytest.raises(BoneaugError, match="not an earlier phantom"):
+    with pytest.raises(BoneaugError, match="not an earlier `boneaug phantom` output"):
         make_phantom(foreign, PhantomConfig(normal=1, lesion=0, size=40))
     (foreign / "run.json").write_text(json.dumps({"command": "gan train"}))
-    with pytest.raises(BoneaugError, match="not an earlier phantom") as info:
+    with pytest.raises(BoneaugError, match="not an earlier `boneaug phantom` output") as info:
         make_phantom(foreign, PhantomConfig(normal=1, lesion=0, size=40))
     assert "\n" not in str(info.value)
     assert _files(foreign) == ["patient.png", "run.json"]

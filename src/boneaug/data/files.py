@@ -39,3 +39,29 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_out_dir(out_dir: str | Path, command: str) -> None:
+    """Refuse an output folder that holds anything but an earlier run of `command`.
+
+    An output folder is ours to replace only if it is empty or its ``run.json`` names
+    `command`; anything else may be someone's data, and is never written into.
+    """
+    from boneaug.errors import BoneaugError
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BoneaugError(f"{out_dir}: exists and is not a folder")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    found = None
+    run_file = out_dir / "run.json"
+    if run_file.is_file():
+        try:
+            found = json.loads(run_file.read_text(encoding="utf-8")).get("command")
+        except (json.JSONDecodeError, OSError, AttributeError):
+            found = None
+    if found != command:
+        raise BoneaugError(f"{out_dir}: folder is not empty and is not an earlier "
+                           f"`boneaug {command}` output (no run.json of it); choose an empty "
+                           "or new folder")

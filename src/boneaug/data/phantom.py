@@ -14,7 +14,6 @@ manifest. See docs/phantom.md for the model and its measured statistics.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from boneaug.data.files import atomic_path
+from boneaug.data.files import atomic_path, check_out_dir
 from boneaug.data.imageio import write_png16
 from boneaug.data.manifest import Manifest, new_table, save_manifest
 from boneaug.data.phantom_anatomy import (
@@ -328,24 +327,6 @@ def validate_config(config: PhantomConfig) -> None:
         raise BoneaugError(f"phantom: --seed {config.seed} must be 0 or more")
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to write into a folder that holds anything but an earlier phantom."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BoneaugError(f"{out_dir}: exists and is not a folder")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    run_file = out_dir / "run.json"
-    command = None
-    if run_file.is_file():
-        try:
-            command = json.loads(run_file.read_text(encoding="utf-8")).get("command")
-        except (json.JSONDecodeError, OSError, AttributeError):
-            command = None
-    if command != "phantom":
-        raise BoneaugError(f"{out_dir}: folder is not empty and is not an earlier phantom "
-                           "(no run.json of `boneaug phantom`); choose an empty or new folder")
-
-
 _OUTPUTS = ("images", "masks", "manifest.csv", "sheet.png", "run.json")
 
 
@@ -361,7 +342,7 @@ def make_phantom(out_dir: str | Path, config: PhantomConfig) -> Path:
     started = time.time()
     validate_config(config)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir, "phantom")
     parent = out_dir.resolve().parent  # resolved: `--out .` must stage beside, not inside
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.resolve().name}.phantom-", dir=parent))
