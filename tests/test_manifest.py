@@ -155,13 +155,17 @@ def test_missing_columns_and_files(tmp_path):
 
 
 def test_save_round_trip_rebases_paths_and_keeps_extras(tmp_path, tiny_images):
-    source = write_manifest(tmp_path, good_rows())
+    rows = good_rows()
+    for row in rows:
+        row["bone_mask_path"] = row["path"]  # any *_path column is a file column
+    source = write_manifest(tmp_path, rows)
     before = source.read_bytes()
     m = load_manifest(source)
     out = save_manifest(m, tmp_path / "runs" / "a" / "manifest.csv")
     assert source.read_bytes() == before
     again = load_manifest(out)
     assert again.table.at[0, "path"] == "../../img/im0.png"
+    assert again.table.at[0, "bone_mask_path"] == "../../img/im0.png"
     assert again.image_path(0).resolve() == (tmp_path / "img" / "im0.png").resolve()
     assert list(again.table.columns) == list(m.table.columns)
     assert again.table["boxes"].tolist() == m.table["boxes"].tolist()

@@ -350,23 +350,34 @@ def check_invariants(manifest: Manifest) -> None:
 def save_manifest(manifest: Manifest, path: str | Path) -> Path:
     """Write the manifest atomically to `path`, re-basing relative paths on its folder.
 
-    Refuses (ManifestError) a manifest that breaks the invariants, and refuses to write
-    over the file the manifest was read from unless that is the same path (an update).
+    Every file column (`file_columns`: ``path``, ``mask_path`` and any ``*_path``) is
+    re-based. Refuses (ManifestError) a manifest that breaks the invariants.
     """
     path = Path(path)
     check_invariants(manifest)
     new_root = path.parent.resolve()
     out = manifest.table.copy()
+    path_columns = file_columns(out)
     if new_root != manifest.root:
-        for column in ("path", "mask_path"):
-            out[column] = [_rebase(v, manifest.root, new_root) for v in out[column]]
+        for column in path_columns:
+            out[column] = [_rebase(str(v), manifest.root, new_root) for v in out[column]]
     out["label"] = out["label"].astype(int).astype(str)
     out["boxes"] = [format_boxes(b) if b else "" for b in out["boxes"]]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False)
     manifest.root, manifest.source = new_root, path.resolve()
-    manifest.table[["path", "mask_path"]] = out[["path", "mask_path"]]
+    manifest.table[path_columns] = out[path_columns]
     return path
+
+
+def file_columns(table: pd.DataFrame) -> list[str]:
+    """The columns that hold file paths: ``path`` and every column named ``*_path``.
+
+    They are all relative to the manifest's folder (or absolute) and re-based together
+    when a manifest is saved elsewhere, so extra files such as the phantom's
+    ``bone_mask_path`` keep pointing at the right place.
+    """
+    return [c for c in table.columns if c == "path" or str(c).endswith("_path")]
 
 
 def _rebase(value: str, old_root: Path, new_root: Path) -> str:
