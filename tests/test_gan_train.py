@@ -1,0 +1,319 @@
+"""CycleGAN training: config validation, outputs, exact resume, learning, the generator file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from boneaug.errors import BoneaugError
+from boneaug.gan import (
+    GENERATOR_FILE,
+    LOSS_NAMES,
+    GanConfig,
+    ResnetGenerator,
+    from_model_range,
+    load_generator,
+    to_model_range,
+    train_cyclegan,
+)
+from boneaug.gan.train import PatchStream, lr_factor
+
+P = 32
+
+
+def _patches(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, P, P), dtype=np.float32)
+
+
+def _tiny(**kw) -> GanConfig:
+    base = dict(n_blocks=1, ngf=4, ndf=4, iterations=6, pool_size=2, batch_size=2,
+                sample_every=1000, checkpoint_every=1000, log_every=2, seed=3)
+    base.update(kw)
+    return GanConfig(**base)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def test_config_defaults_are_the_reference() -> None:
+    c = GanConfig()
+    assert (c.n_blocks, c.ngf, c.ndf, c.batch_size, c.lr, c.beta1, c.beta2) == \
+        (9, 64, 64, 1, 2e-4, 0.5, 0.999)
+    assert (c.lambda_cycle, c.lambda_identity, c.pool_size) == (10.0, 0.5, 50)
+    assert c.decay_start == c.iterations // 2 and c.compile is False
+
+
+def test_config_from_yaml() -> None:
+    c = GanConfig.from_dict(yaml.safe_load("n_blocks: 6\nlr: 1.0e-4\namp: true\n"
+                                           "channels_last: false\niterations: 100\n"))
+    assert (c.n_blocks, c.lr, c.amp, c.channels_last, c.decay_start) == \
+        (6, 1e-4, "bf16", False, 50)
+    assert GanConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(("values", "fragment"), [
+    ({"n_block": 9}, "unknown key 'n_block'"),
+    ({"n_blocks": 0}, "n_blocks=0"),
+    ({"ngf": 8.5}, "ngf=8.5"),
+    ({"batch_size": True}, "batch_size=True"),
+    ({"lr": "fast"}, "lr='fast'"),
+    ({"lr": 0}, "lr=0"),
+    ({"beta1": 1.0}, "beta1=1.0"),
+    ({"lambda_cycle": -1}, "lambda_cycle=-1"),
+    ({"pool_size": -1}, "pool_size=-1"),
+    ({"iterations": 10, "decay_start": 11}, "decay_start=11"),
+    ({"device": "tpu"}, "device='tpu'"),
+    ({"amp": "fp16"}, "amp='fp16'"),
+    ({"channels_last": "yes"}, "channels_last='yes'"),
+    ({"compile": "no"}, "compile='no'"),
+])
+def test_config_errors_are_one_line(values: dict, fragment: str) -> None:
+    with pytest.raises(BoneaugError) as err:
+        GanConfig.from_dict(values)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_from_non_mapping() -> None:
+    with pytest.raises(BoneaugError, match="expected a mapping"):
+        GanConfig.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_lr_schedule_constant_then_linear_to_zero() -> None:
+    c = GanConfig(iterations=10, decay_start=6)
+    f = [lr_factor(i, c) for i in range(10)]
+    assert f[:6] == [1.0] * 6
+    assert all(a > b for a, b in zip(f[5:], f[6:], strict=False))
+    assert f[-1] == pytest.approx(1 / 5) and f[6] == pytest.approx(4 / 5)
+
+
+def test_patch_stream_covers_every_patch_each_epoch_and_shards() -> None:
+    s = PatchStream(7, seed=1, domain=0)
+    first, second = s.next(7), s.next(7)
+    assert sorted(first) == list(range(7)) and sorted(second) == list(range(7))
+    assert not np.array_equal(first, second)
+    r0, r1 = PatchStream(7, 1, 0, 0, 2), PatchStream(7, 1, 0, 1, 2)
+    a, b = r0.next(4), r1.next(4)
+    assert set(a) | set(b) == set(range(7))  # padded by wrapping: one repeat
+    again = PatchStream(7, 1, 0, 0, 2)
+    again.position = 2
+    assert np.array_equal(again.next(2), a[2:])
+
+
+# --- input validation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("healthy", "fragment"), [
+    (np.zeros((0, P, P), np.float32), "empty"),
+    (np.zeros((3, P, P + 4), np.float32), "shape (N, P, P)"),
+    (np.zeros((3, 20, 20), np.float32), "multiple of 4"),
+    (np.full((3, P, P), 1.5, np.float32), "in [0, 1]"),
+    (np.full((3, P, P), np.nan, np.float32), "finite"),
+    ([[0.0]], "numpy array"),
+])
+def test_bad_patches_are_rejected(tmp_path: Path, healthy, fragment: str) -> None:
+    with pytest.raises(BoneaugError, match=r"^healthy patches") as err:
+        train_cyclegan(healthy, _patches(3, 1), _tiny(), tmp_path / "run", progress=False)
+    assert fragment in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_patch_sizes_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(BoneaugError, match="patch sizes differ"):
+        train_cyclegan(_patches(3, 0), np.zeros((3, 36, 36), np.float32), _tiny(),
+                       tmp_path, progress=False)
+
+
+# --- a run, its files, exact resume ---------------------------------------------------------
+
+def _state(result) -> dict[str, torch.Tensor]:
+    return {f"{k}.{n}": t for k, m in result.networks.items()
+            for n, t in m.state_dict().items()}
+
+
+@pytest.mark.parametrize(("amp", "channels_last"), [("off", False), ("bf16", True)])
+def test_stopped_and_resumed_run_is_bitwise_identical(tmp_path: Path, amp: str,
+                                                      channels_last: bool) -> None:
+    healthy, lesion = _patches(5, 0), _patches(3, 1)  # epochs wrap across the stop
+    config = _tiny(amp=amp, channels_last=channels_last, checkpoint_every=2, sample_every=4)
+    whole = train_cyclegan(healthy, lesion, config, tmp_path / "whole", progress=False)
+    assert whole.completed and whole.iterations == 6
+
+    part = train_cyclegan(healthy, lesion, config, tmp_path / "split", progress=False,
+                          stop_after=3)
+    assert not part.completed and part.iterations == 3 and part.generator_path is None
+    assert not (tmp_path / "split" / GENERATOR_FILE).exists()
+    rest = train_cyclegan(healthy, lesion, config, tmp_path / "split", resume=True,
+                          progress=False)
+    assert rest.completed and rest.iterations == 6
+
+    a, b = _state(whole), _state(rest)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    _, info_a = load_generator(whole.generator_path)
+    _, info_b = load_generator(rest.generator_path)
+    assert info_a["sha256"] == info_b["sha256"]
+    la = pd.read_csv(whole.losses_path)
+    lb = pd.read_csv(rest.losses_path)
+    assert list(la.columns) == ["iteration", *LOSS_NAMES, "lr", "seconds"]
+    assert list(la["iteration"]) == list(range(1, 7))
+    pd.testing.assert_frame_equal(la.drop(columns="seconds"), lb.drop(columns="seconds"))
+    assert np.isfinite(la[list(LOSS_NAMES)].to_numpy()).all()
+
+    ckpts = sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir())
+    assert ckpts == ["iter_000002.pt", "iter_000004.pt", "iter_000006.pt", "last.pt"]
+    sheet = Image.open(tmp_path / "whole" / "samples.png")
+    k = 3  # min(4, 5 healthy, 3 lesion) sample columns, 6 rows, 2-pixel gaps
+    assert sheet.size == (k * P + (k - 1) * 2, 6 * P + 5 * 2)
+    assert (tmp_path / "whole" / "samples" / "iter_000004.png").is_file()
+    assert (tmp_path / "whole" / "run.json").is_file()
+    assert not list((tmp_path / "whole").rglob(".*"))  # no temporary files left
+
+
+def test_resume_refuses_a_different_run(tmp_path: Path) -> None:
+    healthy, lesion = _patches(4, 0), _patches(4, 1)
+    out = tmp_path / "run"
+    train_cyclegan(healthy, lesion, _tiny(), out, progress=False, stop_after=1)
+    with pytest.raises(BoneaugError, match="already holds a run"):
+        train_cyclegan(healthy, lesion, _tiny(), out, progress=False)
+    with pytest.raises(BoneaugError, match="cannot resume with ngf=8"):
+        train_cyclegan(healthy, lesion, _tiny(ngf=8), out, resume=True, progress=False)
+    with pytest.raises(BoneaugError, match="patches differ"):
+        train_cyclegan(healthy, _patches(4, 2), _tiny(), out, resume=True, progress=False)
+    with pytest.raises(BoneaugError, match="nothing to resume"):
+        train_cyclegan(healthy, lesion, _tiny(), tmp_path / "none", resume=True,
+                       progress=False)
+
+
+# --- the generator file ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen")
+    result = train_cyclegan(_patches(4, 0), _patches(4, 1), _tiny(iterations=2), out,
+                            progress=False)
+    return result.generator_path
+
+
+def test_load_generator_round_trip(generator_file: Path) -> None:
+    g, info = load_generator(generator_file)
+    assert isinstance(g, ResnetGenerator) and not g.training
+    assert info["patch_size"] == P and info["direction"] == "healthy_to_lesion"
+    assert info["network"] == {"n_blocks": 1, "ngf": 4, "in_channels": 1, "out_channels": 1}
+    assert len(info["sha256"]) == 64 and info["iteration"] == 2
+    with torch.no_grad():
+        y = g(to_model_range(torch.rand(1, 1, P, P)))
+    assert y.shape == (1, 1, P, P)
+
+
+def test_load_generator_errors(generator_file: Path, tmp_path: Path) -> None:
+    def check(path: Path, fragment: str) -> None:
+        with pytest.raises(BoneaugError) as err:
+            load_generator(path)
+        msg = str(err.value)
+        assert fragment in msg and str(path) in msg and "\n" not in msg
+
+    check(tmp_path / "missing.pt", "not found")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    check(junk, "not a readable torch checkpoint")
+    blob = torch.load(generator_file, weights_only=True)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something else"}, other)
+    check(other, "not a boneaug generator checkpoint")
+    missing = tmp_path / "nokey.pt"
+    torch.save({k: v for k, v in blob.items() if k != "patch_size"}, missing)
+    check(missing, "lacks 'patch_size'")
+    tampered = tmp_path / "tampered.pt"
+    state = {k: v.clone() for k, v in blob["state_dict"].items()}
+    state["model.1.conv.weight"] += 1.0
+    torch.save({**blob, "state_dict": state}, tampered)
+    check(tampered, "do not match their sha256")
+    badnet = tmp_path / "badnet.pt"
+    torch.save({**blob, "network": {"n_blocks": 0, "ngf": 4}}, badnet)
+    check(badnet, "bad network settings")
+
+
+# --- it learns ------------------------------------------------------------------------------
+
+def _smooth(n: int, seed: int) -> np.ndarray:
+    r = np.random.default_rng(seed).random((n, P, P)).astype(np.float32)
+    r = np.stack([gaussian_filter(x, 2.0) for x in r])
+    r = (r - r.min()) / (r.max() - r.min())
+    return (0.2 + 0.4 * r).astype(np.float32)
+
+
+def test_tiny_cyclegan_learns_to_paint_a_disc(tmp_path: Path) -> None:
+    """healthy = smooth noise; lesion = other smooth noise + a bright central disc.
+
+    After 250 iterations G(healthy) should be healthy + disc: bright in the disc, unchanged
+    around it, and the generator loss should have fallen.
+    """
+    yy, xx = np.mgrid[:P, :P]
+    disc = ((yy - P / 2 + 0.5) ** 2 + (xx - P / 2 + 0.5) ** 2 <= 36).astype(np.float32)
+    healthy, lesion, held_out = _smooth(64, 0), _smooth(64, 1) + 0.35 * disc, _smooth(16, 2)
+    config = GanConfig(n_blocks=2, ngf=8, ndf=8, iterations=250, decay_start=250, lr=2e-3,
+                       batch_size=4, pool_size=10, sample_every=1000, checkpoint_every=1000,
+                       seed=0)
+
+    def translate(g: torch.nn.Module) -> np.ndarray:
+        with torch.no_grad():
+            x = to_model_range(torch.from_numpy(held_out)[:, None])
+            return from_model_range(g(x))[:, 0].numpy()
+
+    torch.manual_seed(config.seed)
+    error_before = np.abs(translate(ResnetGenerator(2, 8)) - (held_out + 0.35 * disc)).mean()
+    result = train_cyclegan(healthy, lesion, config, tmp_path, progress=False)
+    out = translate(result.networks["healthy_to_lesion"])
+    error_after = np.abs(out - (held_out + 0.35 * disc)).mean()
+    copy_error = np.abs(held_out - (held_out + 0.35 * disc)).mean()  # doing nothing
+    assert error_after < 0.4 * error_before
+    assert error_after < 0.9 * copy_error
+    gain = out - held_out
+    inside, outside = gain[:, disc > 0].mean(), gain[:, disc == 0].mean()
+    assert inside > 0.2 and abs(outside) < 0.05
+    losses = pd.read_csv(result.losses_path)
+    assert losses["g_total"].iloc[-50:].mean() < 0.7 * losses["g_total"].iloc[:50].mean()
+    assert result.seconds < 60
+
+
+def test_ctrl_c_checkpoints_then_resume_finishes(tmp_path: Path, monkeypatch) -> None:
+    """The first Ctrl-C finishes the iteration, writes last.pt and stops; resume completes."""
+    import signal
+
+    import boneaug.gan.train as train_mod
+
+    healthy, lesion = _patches(4, 0), _patches(4, 1)
+    whole = train_cyclegan(healthy, lesion, _tiny(), tmp_path / "whole", progress=False)
+    real_step, calls = train_mod.train_step, []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_step", interrupted_step)
+    handler_before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="stopped at iteration 2"):
+        train_cyclegan(healthy, lesion, _tiny(), tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is handler_before  # restored
+    rest = train_cyclegan(healthy, lesion, _tiny(), tmp_path / "cut", resume=True,
+                          progress=False)
+    for name, t in _state(whole).items():
+        assert torch.equal(t, _state(rest)[name]), name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
+    with pytest.raises(BoneaugError, match="device='cuda' but CUDA is not available"):
+        train_cyclegan(_patches(3, 0), _patches(3, 1), _tiny(device="cuda"), tmp_path,
+                       progress=False)
