@@ -139,6 +139,47 @@ def patches(
                f"{report.bone_dir}")
 
 
+@app.command()
+def synthesize(
+    generator: Path = typer.Option(..., help="generator_healthy_to_lesion.pt of `gan train`"),
+    manifest: Path = typer.Option(..., "--manifest", help="A split manifest"),
+    bone: str = typer.Option(..., help="Bone to paint lesions on (another bone's generator "
+                             "transfers)"),
+    out: Path = typer.Option(..., "--out", help="Folder for images/, synthetic.csv, "
+                             "augmented.csv, sheet.png"),
+    count: int = typer.Option(None, min=1, help="Number of synthetic images"),
+    ratio: float = typer.Option(None, min=0.0, help="Synthetic images per real positive train "
+                                "image of BONE"),
+    seed: int = typer.Option(0, help="Random seed; same seed, same images"),
+    batch_size: int = typer.Option(16, min=1, help="Patches translated per batch"),
+    feather: float = typer.Option(0.25, min=0.01, max=1.0, help="Blend ramp, share of the "
+                                  "crop's half side"),
+    negatives_from: list[str] = typer.Option([], help="Extra bone/region whose normals may "
+                                             "be sources (repeatable)"),
+    lesion_stats: Path = typer.Option(None, help="lesion_stats.json to place lesions by, "
+                                      "instead of the generator's own"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Paint generated lesions onto normal train radiographs of BONE."""
+    from boneaug.data.manifest import load_manifest
+    from boneaug.synth import synthesize as run_synthesis
+
+    report = run_synthesis(
+        generator, load_manifest(manifest), bone, out, count=count, ratio=ratio, seed=seed,
+        batch_size=batch_size, feather=feather,
+        negatives_from=tuple(n.lower() for n in negatives_from), lesion_stats=lesion_stats,
+        device=device)
+    if report.out_dir is None:  # a non-zero rank under torchrun: rank 0 reports
+        return
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    transfer = "" if report.generator_bone == report.target_bone else \
+        f" (transfer: {report.generator_bone} generator)"
+    typer.echo(f"{report.images} synthetic {report.target_bone} images from {report.sources} "
+               f"normal train images{transfer}; median seam ratio "
+               f"{report.seam_ratio_median:.2f} -> {report.out_dir}")
+
+
 @import_app.command("csv")
 def import_csv_cmd(
     table: Path = typer.Argument(..., help="The user's CSV: one row per image"),

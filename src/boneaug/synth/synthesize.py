@@ -1,0 +1,372 @@
+"""Synthesis: paint generated lesions onto normal radiographs of the train split.
+
+For each synthetic image: take a normal (label 0) train radiograph of the target bone,
+draw a lesion site on its bone region from the generator bone's real lesion statistics
+(`sites.draw_site`), crop the square the generator was trained on, translate it healthy
+-> lesion in a batch, add the generator's change back with a feathered mask
+(`blend.paste_change`), and write a new image. Sources are read, never written. DICOM
+sources give DICOM outputs marked synthetic; others give 16-bit PNG.
+
+Outputs in ``out_dir``: ``images/``, ``synthetic.csv`` (the synthetic rows: origin
+synthetic, label 1, split train, the lesion box, provenance), ``augmented.csv`` (the input
+manifest plus those rows), ``sheet.png`` (sources beside their synthetic versions),
+``run.json``. Everything is written into a staging folder beside ``out_dir`` and moved
+into place at the end. Under ``torchrun`` the images are shared out across ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from boneaug.data import Manifest, new_table, read_image, save_manifest
+from boneaug.data.files import check_out_dir, write_json_atomic
+from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
+from boneaug.data.manifest import file_columns, rebase_path
+from boneaug.data.runinfo import write_run_json
+from boneaug.errors import BoneaugError
+from boneaug.gan import from_model_range, load_generator, to_model_range
+from boneaug.patches import bone_region, resize_square
+from boneaug.synth.blend import paste_change, seam_ratio
+from boneaug.synth.sites import Site, draw_site, usable_stats
+
+DEFAULT_CONTEXT = 0.5   # the patches stage's default margin around a lesion
+
+
+@dataclass
+class SynthReport:
+    """What a synthesis run made."""
+
+    out_dir: Path | None          # None on ranks other than 0 under torchrun
+    synthetic_manifest: Path | None
+    augmented_manifest: Path | None
+    images: int
+    sources: int
+    generator_bone: str
+    target_bone: str
+    seam_ratio_median: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: str | Path, *,
+               count: int | None = None, ratio: float | None = None, seed: int = 0,
+               batch_size: int = 16, feather: float = 0.25,
+               negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
+               device: str = "auto", progress: bool = True) -> SynthReport:
+    """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
+
+    Args:
+        generator: `generator_healthy_to_lesion.pt` of `boneaug gan train`. A generator of
+            another bone transfers: its lesion statistics place the lesions.
+        manifest: a split manifest; sources are its real, label-0, train rows of `bone`
+            (and of `negatives_from` bones or regions).
+        count / ratio: exactly one: the number of images, or that many per real positive
+            train image of `bone`.
+        lesion_stats: a lesion_stats.json to use instead of the one in the generator.
+        device: "auto" (CUDA if present), "cpu" or "cuda".
+    """
+    started = time.time()
+    out_dir = Path(out_dir)
+    generator = Path(generator)
+    bone = bone.strip().lower()
+    ddp = _distributed()
+    torch_device = _device(device, ddp)
+    model, info = load_generator(generator, torch_device)
+    stats_doc, stats_source = _stats(info, generator, lesion_stats)
+    stats = usable_stats(stats_doc, stats_source)
+    generator_bone = str(info.get("bone") or stats_doc.get("bone") or "unknown")
+    context = float((info.get("patches") or {}).get("context", DEFAULT_CONTEXT))
+    patch_size = int(info["patch_size"])
+
+    table = manifest.table
+    name = str(manifest.source or "manifest")
+    if not (table["split"] != "").any():
+        raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
+                           "may only come from train images)")
+    bones = {bone, *negatives_from}
+    is_source = ((table["split"] == "train") & (table["origin"] == "real")
+                 & (table["label"] == 0) & table["bone"].isin(bones))
+    sources = table.index[is_source].tolist()
+    if not sources:
+        raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
+                           f"(bones in train: {', '.join(sorted(set(table['bone'])))})")
+    real_positives = int(((table["split"] == "train") & (table["origin"] == "real")
+                          & (table["label"] == 1) & (table["bone"] == bone)).sum())
+    n_images = _how_many(count, ratio, real_positives, bone, name)
+    check_out_dir(out_dir, "synthesize")
+
+    # Every image's inputs (source, rng) depend only on its index and the seed, so the
+    # result does not depend on the number of ranks or on the batch size.
+    order = np.random.default_rng(seed).permutation(len(sources))
+    per_source = np.full(len(sources), n_images // len(sources))
+    per_source[: n_images % len(sources)] += 1
+    jobs: list[tuple[int, int]] = []  # (image index, manifest row); a source's jobs adjacent
+    for k, position in enumerate(order):
+        jobs += [(len(jobs) + j, sources[position]) for j in range(per_source[k])]
+    mine = [job for job in jobs if _owner(job[1], ddp) == ddp.rank]
+
+    staging = out_dir.resolve().parent / f".{out_dir.resolve().name}.synthesize.partial"
+    if ddp.rank == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "images").mkdir(parents=True)
+    ddp.barrier()
+    try:
+        rows, sheet = _paint(mine, manifest, model, torch_device, stats, context, patch_size,
+                             batch_size, feather, seed, staging, bone, generator_bone,
+                             generator, info, progress and ddp.rank == 0)
+        write_json_atomic(staging / f"rows-{ddp.rank}.json", rows)
+        if ddp.rank == 0 and sheet:
+            _write_sheet(staging / "sheet.png", sheet)
+        ddp.barrier()
+        if ddp.rank == 0:
+            report = _finish(staging, out_dir, manifest, ddp.world_size, bone, generator_bone,
+                             len(sources), {
+                                 "generator": str(generator), "generator_sha256": info["sha256"],
+                                 "bone": bone, "count": count, "ratio": ratio, "seed": seed,
+                                 "batch_size": batch_size, "feather": feather,
+                                 "negatives_from": list(negatives_from), "context": context,
+                                 "lesion_stats": stats_source, "device": str(torch_device),
+                                 "world_size": ddp.world_size,
+                             }, started)
+        ddp.barrier()
+    finally:
+        if ddp.rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+    if ddp.rank != 0:  # rank 0 holds the report; the others say only what they were
+        return SynthReport(None, None, None, len(mine), len(sources), generator_bone, bone,
+                           float("nan"))
+    return report
+
+
+# --------------------------------------------------------------------------- painting
+
+
+def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Module,
+           device: torch.device, stats: list[dict[str, Any]], context: float, patch_size: int,
+           batch_size: int, feather: float, seed: int, staging: Path, bone: str,
+           generator_bone: str, generator: Path, info: dict[str, Any], progress: bool
+           ) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray, Site]]]:
+    table = manifest.table
+    rows: list[dict[str, Any]] = []
+    sheet: list[tuple[np.ndarray, np.ndarray, Site]] = []
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    bar = tqdm(total=len(jobs), desc=f"synthesize {bone}", unit="img", file=sys.stderr,
+               disable=not progress or not sys.stderr.isatty())
+    prefix = f"syn-{bone}" if generator_bone in (bone, "unknown") else \
+        f"syn-{bone}-from-{generator_bone}"
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        sites: list[Site] = []
+        patches = []
+        # A source's jobs are adjacent: keep the last source (it may go on in this batch)
+        # and every source of this batch, so each image is read once.
+        cache = {row_id: cache[row_id] for row_id in list(cache)[-1:]}
+        for index, row_id in batch:
+            if row_id not in cache:
+                row = table.loc[row_id]
+                image = read_image(manifest.resolve(row["path"]))
+                mask, _ = bone_region(manifest, row.to_dict(), image)
+                cache[row_id] = (image, mask)
+            image, mask = cache[row_id]
+            rng = np.random.default_rng([seed, index])
+            try:
+                site = draw_site(mask, stats, context, rng)
+            except BoneaugError as exc:
+                raise BoneaugError(f"{manifest.resolve(table.at[row_id, 'path'])}: {exc}") from None
+            x0, y0, x1, y1 = site.crop_box
+            sites.append(site)
+            patches.append(resize_square(image[y0:y1, x0:x1], patch_size))
+        translated = translate(model, np.stack(patches), device)
+        for (index, row_id), site, patch, out_patch in zip(batch, sites, patches, translated,
+                                                            strict=True):
+            image, _ = cache[row_id]
+            result = paste_change(image, site.crop_box, patch, out_patch, feather)
+            seam = seam_ratio(result, image, site.crop_box)
+            source = table.loc[row_id]
+            source_path = manifest.resolve(source["path"])
+            image_id = f"{prefix}-{index:05d}"
+            if is_dicom(source_path):
+                rel = f"images/{image_id}.dcm"
+                write_synthetic_dicom(staging / rel, result, source_path,
+                                      f"Lesion synthesised at {list(site.lesion_box)} by "
+                                      f"CycleGAN generator sha256 {info['sha256'][:16]}")
+            else:
+                rel = f"images/{image_id}.png"
+                write_png16(staging / rel, result)
+            provenance = {
+                "generator": str(generator), "generator_sha256": info["sha256"],
+                "generator_bone": generator_bone, "target_bone": bone,
+                "source_image_id": str(source["image_id"]), "source_path": str(source_path),
+                "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
+                "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
+                "seed": seed, "index": index, "seam_ratio": round(seam, 4),
+            }
+            rows.append({
+                "image_id": image_id, "path": rel,
+                "patient_id": str(source["patient_id"]), "bone": bone, "label": 1,
+                "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
+                "provenance": json.dumps(provenance, sort_keys=True),
+                "source_image_id": str(source["image_id"]), "generator_bone": generator_bone,
+                "seam_ratio": round(seam, 4), "_index": index,
+            })
+            if len(sheet) < 8:
+                sheet.append((image, result, site))
+        bar.update(len(batch))
+    bar.close()
+    return rows, sheet
+
+
+@torch.no_grad()
+def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device) -> np.ndarray:
+    """Healthy -> lesion for a stack of patches `(N, P, P)` in [0, 1]; returns the same shape.
+
+    On CUDA the generator runs under bf16 autocast in channels-last memory; the output is
+    returned in float32.
+    """
+    x = to_model_range(torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None])
+    x = x.to(device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = model(x)
+    else:
+        y = model(x)
+    return from_model_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy()
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+def _how_many(count: int | None, ratio: float | None, real_positives: int, bone: str,
+              name: str) -> int:
+    if (count is None) == (ratio is None):
+        raise BoneaugError("give exactly one of --count and --ratio")
+    if count is not None:
+        if count < 1:
+            raise BoneaugError(f"--count must be at least 1, got {count}")
+        return int(count)
+    assert ratio is not None
+    if ratio <= 0:
+        raise BoneaugError(f"--ratio must be positive, got {ratio}")
+    if real_positives == 0:
+        raise BoneaugError(f"{name}: no real positive train image of {bone!r}, so --ratio "
+                           "has nothing to multiply; use --count")
+    return max(1, int(round(ratio * real_positives)))
+
+
+def _stats(info: dict[str, Any], generator: Path, override: str | Path | None
+           ) -> tuple[dict[str, Any], str]:
+    if override is not None:
+        path = Path(override)
+        if not path.is_file():
+            raise BoneaugError(f"{path}: no such lesion statistics file")
+        try:
+            return json.loads(path.read_text(encoding="utf-8")), str(path)
+        except json.JSONDecodeError as exc:
+            raise BoneaugError(f"{path}: not valid JSON ({exc.msg})") from None
+    embedded = info.get("lesion_stats")
+    if not isinstance(embedded, dict):
+        raise BoneaugError(f"{generator}: the generator carries no lesion statistics; pass "
+                           "--lesion-stats <patches>/<bone>/lesion_stats.json")
+    return embedded, f"{generator} (embedded)"
+
+
+def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, bone: str,
+            generator_bone: str, n_sources: int, config: dict[str, Any], started: float
+            ) -> SynthReport:
+    rows: list[dict[str, Any]] = []
+    for rank in range(world_size):
+        rows += json.loads((staging / f"rows-{rank}.json").read_text(encoding="utf-8"))
+        (staging / f"rows-{rank}.json").unlink()
+    rows.sort(key=lambda r: r.pop("_index"))
+    staging = staging.resolve()
+    synthetic = Manifest(new_table(rows), root=staging)
+    save_manifest(synthetic, staging / "synthetic.csv")  # paths now relative: images/...
+    # augmented.csv will live in out_dir, a sibling of the staging folder: the real rows'
+    # paths are written relative to out_dir, and the synthetic ones are already.
+    real = Manifest(manifest.table.copy(), root=manifest.root)
+    real_table = real.table
+    final = out_dir.resolve()
+    for column in file_columns(real_table):
+        real_table[column] = [rebase_path(v, manifest.root, final) for v in real_table[column]]
+    combined = pd.concat([real_table, synthetic.table], ignore_index=True).fillna("")
+    save_manifest(Manifest(combined, root=staging), staging / "augmented.csv")
+    seams = [r["seam_ratio"] for r in rows]
+    write_run_json(staging, "synthesize", config, config["seed"], started,
+                   extra={"images": len(rows), "generator_bone": generator_bone,
+                          "target_bone": bone, "seam_ratio_median": float(np.median(seams)),
+                          "seam_ratio_p90": float(np.percentile(seams, 90))})
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # check_out_dir made sure it is empty or our own
+    os.replace(staging, out_dir)
+    staging.mkdir()  # the caller's cleanup expects a folder
+    return SynthReport(out_dir, out_dir / "synthetic.csv", out_dir / "augmented.csv", len(rows),
+                       n_sources, generator_bone, bone, float(np.median(seams)))
+
+
+def _write_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, Site]]) -> None:
+    """Source and synthetic radiograph side by side, the lesion box outlined on the right."""
+    side = 192
+    sheet = Image.new("RGB", (2 * side + 6, len(pairs) * (side + 4)), (20, 20, 20))
+    for i, (source, result, site) in enumerate(pairs):
+        scale = side / max(source.shape)
+        for j, img in enumerate((source, result)):
+            tile = Image.fromarray((img * 255).astype(np.uint8)).convert("RGB")
+            tile = tile.resize((int(img.shape[1] * scale), int(img.shape[0] * scale)))
+            if j == 1:
+                x0, y0, x1, y1 = (v * scale for v in site.lesion_box)
+                ImageDraw.Draw(tile).rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2],
+                                               outline=(255, 80, 80))
+            sheet.paste(tile, (j * (side + 6), i * (side + 4)))
+    sheet.save(path)
+
+
+# --------------------------------------------------------------------------- ranks
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def _distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return _Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _owner(row_id: int, ddp: _Dist) -> int:
+    """Jobs of one source stay on one rank, so each rank reads each of its sources once."""
+    return int(row_id) % ddp.world_size
+
+
+def _device(name: str, ddp: _Dist) -> torch.device:
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise BoneaugError("--device cuda asked for, but CUDA is not available")
+        return torch.device("cuda", ddp.local_rank)
+    raise BoneaugError(f"--device must be auto, cpu or cuda, got {name!r}")
