@@ -360,7 +360,7 @@ def save_manifest(manifest: Manifest, path: str | Path) -> Path:
     path_columns = file_columns(out)
     if new_root != manifest.root:
         for column in path_columns:
-            out[column] = [_rebase(str(v), manifest.root, new_root) for v in out[column]]
+            out[column] = [rebase_path(str(v), manifest.root, new_root) for v in out[column]]
     out["label"] = out["label"].astype(int).astype(str)
     out["boxes"] = [format_boxes(b) if b else "" for b in out["boxes"]]
     with atomic_path(path) as tmp:
@@ -380,7 +380,8 @@ def file_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c == "path" or str(c).endswith("_path")]
 
 
-def _rebase(value: str, old_root: Path, new_root: Path) -> str:
+def rebase_path(value: str, old_root: Path, new_root: Path) -> str:
+    """A relative file path under `old_root`, re-written relative to `new_root`."""
     if not value or Path(value).is_absolute():
         return value
     target = (old_root / value).resolve()
