@@ -76,7 +76,8 @@ class GanConfig:
     `iterations` counts optimiser steps (one batch of each domain each). The learning rate
     is `lr` until `decay_start` (default: half of `iterations`, as the reference's n epochs
     constant + n epochs decay), then falls linearly towards 0. `amp`: "auto" (bf16 autocast
-    on CUDA, off on CPU), "bf16" or "off"; `channels_last`: "auto" (on CUDA), True or False.
+    on CUDA, and on CPUs with native bf16 convolutions), "bf16" or "off"; `channels_last`:
+    "auto" (off: it measured slower everywhere), True or False.
     """
 
     n_blocks: int = 9
@@ -157,6 +158,16 @@ class GanConfig:
             raise bad("channels_last", "expected 'auto', true or false")
         if not isinstance(self.compile, bool):
             raise bad("compile", "expected true or false")
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds convolutions up on `device` (CUDA, or AVX-512 bf16/AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def lr_factor(iteration: int, config: GanConfig) -> float:
@@ -635,8 +646,10 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
     is_main = ddp.rank == 0
     device = _pick_device(config, ddp)
     on_cuda = device.type == "cuda"
-    use_amp = config.amp == "bf16" or (config.amp == "auto" and on_cuda)
-    channels_last = config.channels_last is True or (config.channels_last == "auto" and on_cuda)
+    use_amp = config.amp == "bf16" or (config.amp == "auto" and bf16_is_fast(device))
+    # channels-last was slower in every measured setting, on this CPU and on an H100
+    # (docs/performance.md), so "auto" leaves it off; `channels_last: true` turns it on.
+    channels_last = config.channels_last is True
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def autocast() -> contextlib.AbstractContextManager:

@@ -38,6 +38,7 @@ from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
 from boneaug.gan import from_model_range, load_generator, to_model_range
+from boneaug.gan.train import bf16_is_fast
 from boneaug.patches import bone_region, resize_square
 from boneaug.synth.blend import paste_change, seam_ratio
 from boneaug.synth.sites import Site, draw_site, usable_stats
@@ -232,16 +233,13 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
 def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device) -> np.ndarray:
     """Healthy -> lesion for a stack of patches `(N, P, P)` in [0, 1]; returns the same shape.
 
-    On CUDA the generator runs under bf16 autocast in channels-last memory; the output is
+    The generator runs under bf16 autocast where that is fast (CUDA; CPUs with native
+    bf16 convolutions: 1.9x on the development CPU, docs/performance.md); the output is
     returned in float32.
     """
     x = to_model_range(torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None])
     x = x.to(device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            y = model(x)
-    else:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_is_fast(device)):
         y = model(x)
     return from_model_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy()
 
