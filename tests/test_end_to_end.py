@@ -1,7 +1,8 @@
 """The whole command line on a tiny phantom set: every stage built so far, in order.
 
-phantom -> import (csv) -> validate -> split -> stats -> patches, each through the
-`boneaug` CLI, checking what each stage hands the next.
+phantom -> import (csv) -> validate -> split -> stats -> patches -> gan train ->
+synthesize (and transfer to another bone), each through the `boneaug` CLI, checking what
+each stage hands the next.
 """
 
 from __future__ import annotations
@@ -77,9 +78,34 @@ def test_cli_pipeline_on_tiny_phantom(tmp_path):
     assert len(lesion) == 2 * int(train_femur["label"].sum())
     assert 0.0 <= healthy.min() and healthy.max() <= 1.0
 
+    gan_out = ok("gan", "train", "--patches", work / "patches" / "femur", "--out",
+                 work / "gan" / "femur", "--set", "n_blocks=1", "--set", "ngf=4", "--set",
+                 "ndf=4", "--set", "iterations=4", "--set", "sample_every=2", "--set",
+                 "checkpoint_every=2", "--set", "device=cpu")
+    generator = work / "gan" / "femur" / "generator_healthy_to_lesion.pt"
+    assert "finished at iteration 4" in gan_out and generator.is_file()
+    losses = pd.read_csv(work / "gan" / "femur" / "losses.csv")
+    assert len(losses) >= 1 and np.isfinite(losses.select_dtypes("number").to_numpy()).all()
+
+    ok("synthesize", "--generator", generator, "--manifest", split_path, "--bone", "femur",
+       "--ratio", 2, "--out", work / "synth", "--device", "cpu")
+    augmented = load_manifest(work / "synth" / "augmented.csv")
+    synthetic = augmented.table[augmented.table["origin"] == "synthetic"]
+    assert len(synthetic) == 2 * int(train_femur["label"].sum())
+    assert set(synthetic["split"]) == {"train"} and set(synthetic["label"]) == {1}
+    assert len(augmented) == len(split) + len(synthetic)
+
+    transfer = ok("synthesize", "--generator", generator, "--manifest", split_path, "--bone",
+                  "tibia", "--count", 2, "--out", work / "synth-tibia", "--device", "cpu")
+    assert "transfer: femur generator" in transfer
+
     # the inputs of every stage are untouched, and bad input is one line with exit 2
     assert load_manifest(phantom_dir / "manifest.csv").table.equals(source.table)
     bad = boneaug("patches", "--manifest", work / "manifest.csv", "--bone", "femur",
                   "--size", 32, "--out", work / "p2")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "split" in bad.stderr and not (work / "p2").exists()
+    bad = boneaug("synthesize", "--generator", work / "none.pt", "--manifest", split_path,
+                  "--bone", "femur", "--count", 1, "--out", work / "s2")
+    assert bad.returncode == 2 and "generator checkpoint not found" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and not (work / "s2").exists()

@@ -139,6 +139,47 @@ def patches(
                f"{report.bone_dir}")
 
 
+gan_app = typer.Typer(no_args_is_help=True, help="The per-bone CycleGAN.")
+app.add_typer(gan_app, name="gan")
+
+
+@gan_app.command("train")
+def gan_train(
+    patches: Path = typer.Option(..., help="A bone's patch folder: PATCHES/<bone> of "
+                                 "`boneaug patches`"),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, losses.csv, "
+                             "samples.png, generator_healthy_to_lesion.pt)"),
+    config: Path = typer.Option(None, help="YAML with GanConfig settings (or a `gan:` section)"),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting, KEY=VALUE "
+                                   "(repeatable), e.g. --set iterations=200"),
+    resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint"),
+) -> None:
+    """Train healthy -> lesion (and back) on one bone's patches."""
+    import json
+
+    from boneaug.config import load_yaml, parse_overrides, section
+    from boneaug.gan import GanConfig, train_cyclegan
+    from boneaug.patches import load_domains
+
+    settings = section(load_yaml(config), "gan", config) if config else {}
+    settings = {**settings, **parse_overrides(set_)}
+    gan_config = GanConfig.from_dict(settings)
+    healthy, lesion, info = load_domains(patches)
+    stats_path = patches / "lesion_stats.json"
+    lesion_stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
+    result = train_cyclegan(
+        healthy.patches, lesion.patches, gan_config, out, resume=resume,
+        generator_info={"bone": info.get("bone"), "lesion_stats": lesion_stats,
+                        "patches": {**info.get("settings", {}), "folder": str(patches)}})
+    if result.rank != 0:
+        return
+    state = "finished" if result.completed else "stopped (resume with --resume)"
+    typer.echo(f"{state} at iteration {result.iterations} "
+               f"({result.iterations_per_second:.2f} it/s) -> {result.out_dir}")
+    if result.generator_path:
+        typer.echo(f"generator: {result.generator_path}")
+
+
 @app.command()
 def synthesize(
     generator: Path = typer.Option(..., help="generator_healthy_to_lesion.pt of `gan train`"),

@@ -609,7 +609,8 @@ def _write_loss_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                    out_dir: str | Path, resume: bool = False, progress: bool = True,
-                   stop_after: int | None = None) -> TrainResult:
+                   stop_after: int | None = None,
+                   generator_info: dict[str, Any] | None = None) -> TrainResult:
     """Train the CycleGAN healthy <-> lesion on two unpaired patch stacks.
 
     Args:
@@ -623,6 +624,8 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         progress: show a progress bar (rank 0).
         stop_after: stop (with a checkpoint) once this many iterations are done in total,
             as an interruption would; for tests and time-boxed jobs.
+        generator_info: stored in the generator file beside the weights (synthesis reads
+            the bone, its lesion statistics and the patch settings from there).
     """
     started = time.time()
     healthy = _check_patches(healthy, "healthy")
@@ -824,8 +827,8 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                 samples_path = save_samples()
             generator_path = out_dir / GENERATOR_FILE
             digest = save_generator(g_hl, generator_path, patch_size,
-                                    extra={"iteration": iteration, "config": config.to_dict(),
-                                           "data": data_id})
+                                    extra={**(generator_info or {}), "iteration": iteration,
+                                           "config": config.to_dict(), "data": data_id})
         else:
             digest = None
         write_run_json(out_dir, "gan train", config.to_dict(), config.seed, started,
