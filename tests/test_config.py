@@ -39,3 +39,4 @@ def test_overrides():
         "iterations": 5, "lr": 2e-4, "device": "cpu", "amp": True}
     with pytest.raises(BoneaugError, match="KEY=VALUE"):
         parse_overrides(["iterations"])
+
