@@ -193,8 +193,10 @@ def synthesize(
                                 "image of BONE"),
     seed: int = typer.Option(0, help="Random seed; same seed, same images"),
     batch_size: int = typer.Option(16, min=1, help="Patches translated per batch"),
-    feather: float = typer.Option(0.25, min=0.01, max=1.0, help="Blend ramp, share of the "
-                                  "crop's half side"),
+    margin: float = typer.Option(0.5, min=0.05, max=2.0, help="The change fades out this "
+                                 "share of the lesion box's half size beyond the box"),
+    feather: float = typer.Option(0.25, min=0.01, max=1.0, help="Ramp to 0 at the crop border, "
+                                  "share of the crop's half side"),
     negatives_from: list[str] = typer.Option([], help="Extra bone/region whose normals may "
                                              "be sources (repeatable)"),
     lesion_stats: Path = typer.Option(None, help="lesion_stats.json to place lesions by, "
@@ -207,7 +209,7 @@ def synthesize(
 
     report = run_synthesis(
         generator, load_manifest(manifest), bone, out, count=count, ratio=ratio, seed=seed,
-        batch_size=batch_size, feather=feather,
+        batch_size=batch_size, feather=feather, margin=margin,
         negatives_from=tuple(n.lower() for n in negatives_from), lesion_stats=lesion_stats,
         device=device)
     if report.out_dir is None:  # a non-zero rank under torchrun: rank 0 reports

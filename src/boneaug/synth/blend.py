@@ -3,10 +3,12 @@
 A generated patch is small (P x P) and the crop it replaces is usually larger, so pasting
 the patch itself would blur the crop's fine texture and leave an edge where the blur ends.
 Instead the *change* the generator made, ``G(x) - x`` at patch resolution, is resized to
-the crop and added to the original pixels under a feathered mask that falls smoothly to
-zero at the crop border. Outside the lesion the change is near zero, inside it carries the
-lesion, and at the border the mask removes whatever is left, so the seam is invisible and
-the original image detail is kept everywhere the generator did not act.
+the crop and added to the original pixels under a smooth weight mask (`blend_mask`): 1 over
+the lesion box, falling with a raised cosine to 0 a margin beyond it (an ellipse), and
+never reaching the crop border. A CycleGAN also shifts the brightness of the whole patch a
+little (lesion patches come from other exposures); the mask keeps that shift out of the
+surrounding bone and soft tissue, where it would show as a soft square. Everywhere the
+mask is 0 the image is exactly the source.
 
 Shapes: images and masks are ``(H, W)`` float arrays; boxes are ``[x0, y0, x1, y1]`` in
 pixels, ``x1``/``y1`` exclusive.
@@ -17,6 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from boneaug.patches import resize_to
+
+
+def _raised_cosine(t: np.ndarray) -> np.ndarray:
+    """1 at t <= 0, 0 at t >= 1, a raised cosine between."""
+    t = np.clip(t, 0.0, 1.0)
+    return 0.5 + 0.5 * np.cos(np.pi * t)
 
 
 def feather_mask(height: int, width: int, feather: float = 0.25) -> np.ndarray:
@@ -30,47 +38,74 @@ def feather_mask(height: int, width: int, feather: float = 0.25) -> np.ndarray:
     def ramp(n: int) -> np.ndarray:
         # distance to the nearer edge, in units of the half side, sampled at pixel centres
         d = np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / (n / 2.0)
-        t = np.clip(d / feather, 0.0, 1.0)
-        return 0.5 - 0.5 * np.cos(np.pi * t)
+        return _raised_cosine(1.0 - d / feather)
 
     return np.outer(ramp(height), ramp(width)).astype(np.float32)
 
 
+def blend_mask(height: int, width: int, lesion_box: tuple[float, float, float, float] | None
+               = None, margin: float = 0.5, feather: float = 0.25) -> np.ndarray:
+    """The weights, `(height, width)` in [0, 1], with which a crop's change is added.
+
+    With `lesion_box` (in crop pixels): 1 inside the ellipse through the box's corners'
+    half-axes, falling to 0 at `1 + margin` times them, multiplied by `feather_mask` so
+    that it is 0 at the crop border whatever the box. Without it: `feather_mask` alone.
+    """
+    mask = feather_mask(height, width, feather)
+    if lesion_box is None:
+        return mask
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    x0, y0, x1, y1 = lesion_box
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    half_w, half_h = max((x1 - x0) / 2.0, 1.0), max((y1 - y0) / 2.0, 1.0)
+    ys = (np.arange(height) + 0.5 - cy) / half_h
+    xs = (np.arange(width) + 0.5 - cx) / half_w
+    r = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    return (mask * _raised_cosine((r - 1.0) / margin)).astype(np.float32)
+
+
 def paste_change(image: np.ndarray, crop_box: tuple[int, int, int, int], source_patch: np.ndarray,
-                 translated_patch: np.ndarray, feather: float = 0.25) -> np.ndarray:
-    """Add the generator's change to `image` inside `crop_box`; return a new image.
+                 translated_patch: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Add the generator's change to `image` inside `crop_box`, weighted by `mask`.
 
     `source_patch` is the P x P patch the generator was given (the crop resized) and
-    `translated_patch` its output, both in [0, 1]. The input `image` is not modified.
-    The crop box must lie inside the image.
+    `translated_patch` its output, both in [0, 1]; `mask` has the crop's shape (see
+    `blend_mask`). Returns a new image; the input `image` is not modified. The crop box
+    must lie inside the image.
     """
     x0, y0, x1, y1 = (int(v) for v in crop_box)
     height, width = image.shape
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
         raise ValueError(f"crop box {crop_box} is not inside the {width}x{height} image")
+    if mask.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"mask shape {mask.shape} is not the crop's {(y1 - y0, x1 - x0)}")
     change = np.asarray(translated_patch, np.float32) - np.asarray(source_patch, np.float32)
     change = resize_to(change, y1 - y0, x1 - x0)
     out = np.array(image, dtype=np.float32, copy=True)
-    out[y0:y1, x0:x1] += feather_mask(y1 - y0, x1 - x0, feather) * change
+    out[y0:y1, x0:x1] += mask * change
     return np.clip(out, 0.0, 1.0)
 
 
 def seam_ratio(result: np.ndarray, source: np.ndarray, crop_box: tuple[int, int, int, int],
-               band: int = 2) -> float:
-    """How much the paste raised the gradient energy along the crop border.
+               mask: np.ndarray) -> float:
+    """How much the paste raised the gradient energy along its boundary.
 
-    The mean squared gradient magnitude over a band of `band` pixels on each side of the
-    crop border, in `result` over the same in `source`. 1.0 means the border is as smooth as
-    the image was; a hard-edged paste of a different patch gives two to three times more.
+    The boundary is the outer half of the blend's transition, where the weight `mask`
+    (the crop's, as given to `paste_change`) is between 0.02 and 0.5: there a seam would
+    show, and the lesion itself is not. Returns the mean squared gradient magnitude over
+    that band in `result` over the same in `source`: 1.0 means the boundary is as smooth
+    as the image was; a hard-edged paste of a different patch gives two to three times more.
     """
     x0, y0, x1, y1 = (int(v) for v in crop_box)
-    ring = np.zeros(source.shape, dtype=bool)
-    ring[max(0, y0 - band):y1 + band, max(0, x0 - band):x1 + band] = True
-    ring[y0 + band:max(y0 + band, y1 - band), x0 + band:max(x0 + band, x1 - band)] = False
+    band = np.zeros(source.shape, dtype=bool)
+    band[y0:y1, x0:x1] = (mask > 0.02) & (mask < 0.5)
+    if not band.any():
+        return 1.0
 
     def energy(img: np.ndarray) -> float:
         gy, gx = np.gradient(np.asarray(img, dtype=np.float64))
-        return float(np.mean((gx**2 + gy**2)[ring]))
+        return float(np.mean((gx**2 + gy**2)[band]))
 
     base = energy(source)
     return energy(result) / base if base > 0 else float("inf")

@@ -3,13 +3,14 @@
 For each synthetic image: take a normal (label 0) train radiograph of the target bone,
 draw a lesion site on its bone region from the generator bone's real lesion statistics
 (`sites.draw_site`), crop the square the generator was trained on, translate it healthy
--> lesion in a batch, add the generator's change back with a feathered mask
-(`blend.paste_change`), and write a new image. Sources are read, never written. DICOM
-sources give DICOM outputs marked synthetic; others give 16-bit PNG.
+-> lesion in a batch, add the generator's change back under a smooth mask around the
+lesion (`blend.blend_mask`, `blend.paste_change`), and write a new image. Sources are
+read, never written. DICOM sources give DICOM outputs marked synthetic; others 16-bit PNG.
 
 Outputs in ``out_dir``: ``images/``, ``synthetic.csv`` (the synthetic rows: origin
 synthetic, label 1, split train, the lesion box, provenance), ``augmented.csv`` (the input
-manifest plus those rows), ``sheet.png`` (sources beside their synthetic versions),
+manifest plus those rows), ``sheet.png`` (synthetic radiographs and their lesion crops
+before and after),
 ``run.json``. Everything is written into a staging folder beside ``out_dir`` and moved
 into place at the end. Under ``torchrun`` the images are shared out across ranks.
 """
@@ -40,7 +41,7 @@ from boneaug.errors import BoneaugError
 from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.gan.train import bf16_is_fast
 from boneaug.patches import bone_region, resize_square
-from boneaug.synth.blend import paste_change, seam_ratio
+from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.sites import Site, draw_site, usable_stats
 
 DEFAULT_CONTEXT = 0.5   # the patches stage's default margin around a lesion
@@ -63,7 +64,7 @@ class SynthReport:
 
 def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: str | Path, *,
                count: int | None = None, ratio: float | None = None, seed: int = 0,
-               batch_size: int = 16, feather: float = 0.25,
+               batch_size: int = 16, feather: float = 0.25, margin: float = 0.5,
                negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
                device: str = "auto", progress: bool = True) -> SynthReport:
     """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
@@ -76,6 +77,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         count / ratio: exactly one: the number of images, or that many per real positive
             train image of `bone`.
         lesion_stats: a lesion_stats.json to use instead of the one in the generator.
+        feather, margin: the blend (`blend.blend_mask`): the change is added in full over
+            the lesion box and fades out `margin` times its half size beyond it.
         device: "auto" (CUDA if present), "cpu" or "cuda".
     """
     started = time.time()
@@ -125,7 +128,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     ddp.barrier()
     try:
         rows, sheet = _paint(mine, manifest, model, torch_device, stats, context, patch_size,
-                             batch_size, feather, seed, staging, bone, generator_bone,
+                             batch_size, feather, margin, seed, staging, bone, generator_bone,
                              generator, info, progress and ddp.rank == 0)
         write_json_atomic(staging / f"rows-{ddp.rank}.json", rows)
         if ddp.rank == 0 and sheet:
@@ -137,6 +140,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
                                  "generator": str(generator), "generator_sha256": info["sha256"],
                                  "bone": bone, "count": count, "ratio": ratio, "seed": seed,
                                  "batch_size": batch_size, "feather": feather,
+                                 "margin": margin,
                                  "negatives_from": list(negatives_from), "context": context,
                                  "lesion_stats": stats_source, "device": str(torch_device),
                                  "world_size": ddp.world_size,
@@ -156,8 +160,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
 
 def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Module,
            device: torch.device, stats: list[dict[str, Any]], context: float, patch_size: int,
-           batch_size: int, feather: float, seed: int, staging: Path, bone: str,
-           generator_bone: str, generator: Path, info: dict[str, Any], progress: bool
+           batch_size: int, feather: float, margin: float, seed: int, staging: Path,
+           bone: str, generator_bone: str, generator: Path, info: dict[str, Any], progress: bool
            ) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray, Site]]]:
     table = manifest.table
     rows: list[dict[str, Any]] = []
@@ -193,8 +197,12 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
         for (index, row_id), site, patch, out_patch in zip(batch, sites, patches, translated,
                                                             strict=True):
             image, _ = cache[row_id]
-            result = paste_change(image, site.crop_box, patch, out_patch, feather)
-            seam = seam_ratio(result, image, site.crop_box)
+            cx0, cy0, cx1, cy1 = site.crop_box
+            lx0, ly0, lx1, ly1 = site.lesion_box
+            mask = blend_mask(cy1 - cy0, cx1 - cx0, (lx0 - cx0, ly0 - cy0, lx1 - cx0, ly1 - cy0),
+                              margin=margin, feather=feather)
+            result = paste_change(image, site.crop_box, patch, out_patch, mask)
+            seam = seam_ratio(result, image, site.crop_box, mask)
             source = table.loc[row_id]
             source_path = manifest.resolve(source["path"])
             image_id = f"{prefix}-{index:05d}"
@@ -315,19 +323,25 @@ def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, b
 
 
 def _write_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, Site]]) -> None:
-    """Source and synthetic radiograph side by side, the lesion box outlined on the right."""
-    side = 192
-    sheet = Image.new("RGB", (2 * side + 6, len(pairs) * (side + 4)), (20, 20, 20))
+    """Per row: the synthetic radiograph (lesion box outlined), then the crop around the
+    lesion before and after, enlarged, so that the painted lesion and its blend show."""
+    side, gap = 192, 6
+    sheet = Image.new("RGB", (3 * side + 2 * gap, len(pairs) * (side + gap)), (20, 20, 20))
+
+    def tile(img: np.ndarray, width: int, height: int) -> Image.Image:
+        gray = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        return gray.resize((width, height), Image.Resampling.BICUBIC).convert("RGB")
+
     for i, (source, result, site) in enumerate(pairs):
+        top = i * (side + gap)
         scale = side / max(source.shape)
-        for j, img in enumerate((source, result)):
-            tile = Image.fromarray((img * 255).astype(np.uint8)).convert("RGB")
-            tile = tile.resize((int(img.shape[1] * scale), int(img.shape[0] * scale)))
-            if j == 1:
-                x0, y0, x1, y1 = (v * scale for v in site.lesion_box)
-                ImageDraw.Draw(tile).rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2],
-                                               outline=(255, 80, 80))
-            sheet.paste(tile, (j * (side + 6), i * (side + 4)))
+        whole = tile(result, int(source.shape[1] * scale), int(source.shape[0] * scale))
+        x0, y0, x1, y1 = (v * scale for v in site.lesion_box)
+        ImageDraw.Draw(whole).rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2], outline=(255, 80, 80))
+        sheet.paste(whole, (0, top))
+        cx0, cy0, cx1, cy1 = site.crop_box
+        for j, img in enumerate((source, result), start=1):
+            sheet.paste(tile(img[cy0:cy1, cx0:cx1], side, side), (j * (side + gap), top))
     sheet.save(path)
 
 
