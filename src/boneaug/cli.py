@@ -7,7 +7,6 @@ stderr with exit status 2; nothing else is caught, so a bug keeps its traceback.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -310,27 +309,12 @@ def _report(report) -> None:
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder"),
     seed: int = typer.Option(0, help="Random seed"),
+    iterations: int = typer.Option(1500, min=1, help="CycleGAN iterations"),
 ) -> None:
-    """The main job on the built-in phantom data (the stages built so far)."""
-    from boneaug.data.manifest import load_manifest, save_manifest
-    from boneaug.data.phantom import PhantomConfig, make_phantom
-    from boneaug.data.splits import split_manifest
-    from boneaug.data.stats import describe_manifest
+    """The main job on the built-in phantom data: every stage built so far, in minutes."""
+    from boneaug.experiment.demo import DemoConfig, run_demo
 
-    started = time.time()
-    typer.echo("boneaug demo: phantom -> validate -> split -> stats")
-    manifest_path = make_phantom(out / "phantom", PhantomConfig(seed=seed))
-    typer.echo(f"[1/3] phantom radiographs and manifest: {manifest_path}")
-    manifest = load_manifest(manifest_path)
-    result = split_manifest(manifest, val=0.2, test=0.3, seed=seed)
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    split_path = save_manifest(result.manifest, out / "manifest.csv")
-    typer.echo(f"[2/3] patient-level split: {split_path}")
-    typer.echo("[3/3] statistics:\n")
-    typer.echo(describe_manifest(load_manifest(split_path)))
-    typer.echo(f"\ndone in {time.time() - started:.1f} s. Still to come in boneaug: per-bone "
-               "patches, CycleGAN training, synthesis, classifiers and the report.")
+    run_demo(out, DemoConfig(seed=seed, iterations=iterations), say=typer.echo)
 
 
 def main() -> None:
