@@ -37,6 +37,7 @@ from boneaug.data.files import check_out_dir, write_json_atomic
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
+from boneaug.distributed import Ranks, join, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.gan.train import bf16_is_fast
@@ -85,8 +86,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     out_dir = Path(out_dir)
     generator = Path(generator)
     bone = bone.strip().lower()
-    ddp = _distributed()
-    torch_device = _device(device, ddp)
+    ranks = join(device)
+    torch_device = pick_device(device, ranks)
     model, info = load_generator(generator, torch_device)
     stats_doc, stats_source = _stats(info, generator, lesion_stats)
     stats = usable_stats(stats_doc, stats_source)
@@ -119,23 +120,23 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     jobs: list[tuple[int, int]] = []  # (image index, manifest row); a source's jobs adjacent
     for k, position in enumerate(order):
         jobs += [(len(jobs) + j, sources[position]) for j in range(per_source[k])]
-    mine = [job for job in jobs if _owner(job[1], ddp) == ddp.rank]
+    mine = [job for job in jobs if _owner(job[1], ranks) == ranks.rank]
 
     staging = out_dir.resolve().parent / f".{out_dir.resolve().name}.synthesize.partial"
-    if ddp.rank == 0:
+    if ranks.rank == 0:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "images").mkdir(parents=True)
-    ddp.barrier()
+    ranks.barrier()
     try:
         rows, sheet = _paint(mine, manifest, model, torch_device, stats, context, patch_size,
                              batch_size, feather, margin, seed, staging, bone, generator_bone,
-                             generator, info, progress and ddp.rank == 0)
-        write_json_atomic(staging / f"rows-{ddp.rank}.json", rows)
-        if ddp.rank == 0 and sheet:
+                             generator, info, progress and ranks.rank == 0)
+        write_json_atomic(staging / f"rows-{ranks.rank}.json", rows)
+        if ranks.rank == 0 and sheet:
             _write_sheet(staging / "sheet.png", sheet)
-        ddp.barrier()
-        if ddp.rank == 0:
-            report = _finish(staging, out_dir, manifest, ddp.world_size, bone, generator_bone,
+        ranks.barrier()
+        if ranks.rank == 0:
+            report = _finish(staging, out_dir, manifest, ranks.world_size, bone, generator_bone,
                              len(sources), {
                                  "generator": str(generator), "generator_sha256": info["sha256"],
                                  "bone": bone, "count": count, "ratio": ratio, "seed": seed,
@@ -143,13 +144,13 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
                                  "margin": margin,
                                  "negatives_from": list(negatives_from), "context": context,
                                  "lesion_stats": stats_source, "device": str(torch_device),
-                                 "world_size": ddp.world_size,
+                                 "world_size": ranks.world_size,
                              }, started)
-        ddp.barrier()
+        ranks.barrier()
     finally:
-        if ddp.rank == 0:
+        if ranks.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
-    if ddp.rank != 0:  # rank 0 holds the report; the others say only what they were
+    if ranks.rank != 0:  # rank 0 holds the report; the others say only what they were
         return SynthReport(None, None, None, len(mine), len(sources), generator_bone, bone,
                            float("nan"))
     return report
@@ -348,37 +349,6 @@ def _write_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, Site]]) -
 # --------------------------------------------------------------------------- ranks
 
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def _distributed() -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return _Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _owner(row_id: int, ddp: _Dist) -> int:
+def _owner(row_id: int, ranks: Ranks) -> int:
     """Jobs of one source stay on one rank, so each rank reads each of its sources once."""
-    return int(row_id) % ddp.world_size
-
-
-def _device(name: str, ddp: _Dist) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if name in ("auto", "cuda"):
-        if not torch.cuda.is_available():
-            raise BoneaugError("--device cuda asked for, but CUDA is not available")
-        return torch.device("cuda", ddp.local_rank)
-    raise BoneaugError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return int(row_id) % ranks.world_size

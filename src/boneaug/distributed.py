@@ -1,0 +1,66 @@
+"""Processes under `torchrun`: join the process group, pick the device, wait for the others.
+
+The same code runs as one plain process (nothing to join) and under
+``torchrun --nproc-per-node K`` (RANK / WORLD_SIZE / LOCAL_RANK set): nccl on GPUs, gloo
+on CPUs. A leaf module, like `errors`, so that every stage that shares work out can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from boneaug.errors import BoneaugError
+
+
+@dataclass
+class Ranks:
+    """This process's place among the processes torchrun started."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    enabled: bool = False   # under torchrun
+    created: bool = False   # this code made the process group (and may destroy it)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled and self.world_size > 1:
+            dist.barrier()
+
+
+def join(device: str = "auto") -> Ranks:
+    """Join the torchrun process group when RANK and WORLD_SIZE are set, else a lone process."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return Ranks()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    created = False
+    if not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        created = True
+    return Ranks(rank, local_rank, world, True, created)
+
+
+def pick_device(name: str, ranks: Ranks) -> torch.device:
+    """`auto` (CUDA if present), `cpu`, `cuda` or `cuda:N`; each torchrun process its own GPU."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if name not in ("auto", "cuda") and not name.startswith("cuda:"):
+        raise BoneaugError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if not torch.cuda.is_available():
+        if name == "auto":
+            return torch.device("cpu")
+        raise BoneaugError(f"device {name!r} asked for, but CUDA is not available")
+    if ranks.enabled:
+        return torch.device("cuda", ranks.local_rank)
+    return torch.device(name if name.startswith("cuda:") else "cuda")
