@@ -279,7 +279,6 @@ def test_tiny_cyclegan_learns_to_paint_a_disc(tmp_path: Path) -> None:
     assert inside > 0.2 and abs(outside) < 0.05
     losses = pd.read_csv(result.losses_path)
     assert losses["g_total"].iloc[-50:].mean() < 0.7 * losses["g_total"].iloc[:50].mean()
-    assert result.seconds < 60
 
 
 def test_ctrl_c_checkpoints_then_resume_finishes(tmp_path: Path, monkeypatch) -> None:
