@@ -8,12 +8,15 @@ variant's warm caches do not flatter the next. The reference architecture throug
     .venv/bin/python benchmarks/bench_gan.py --quick         # levers at 128 only
     .venv/bin/python benchmarks/bench_gan.py --compile       # + torch.compile (~3 min more)
     .venv/bin/python benchmarks/bench_gan.py --json out.json
+    .venv/bin/python benchmarks/bench_gan.py --ab 8      # naive vs best, interleaved
 
 Training variants (all the same architecture and losses):
     naive       the reference's step (boneaug.gan.reference): 6 separate G passes, real and
                 fake D passes apart, float32, NCHW
     batched     boneaug's step (boneaug.gan.train.train_step): 4 G passes with the identity
-                pass stacked onto the real pass, one D pass per domain
+                pass stacked onto the real pass, one D pass per domain, fused Adam
+                (boneaug.gan.train.make_adam, as train_cyclegan)
+    +loopadam   the default per-parameter Adam loop instead of the fused kernel
     +bf16       bf16 autocast;  +cl  channels-last;  +compile  torch.compile (inductor);
                 +cudnnbench  torch.backends.cudnn.benchmark (CUDA)
 Timing: `--warmup` iterations, then the median of `--iters` timed iterations.
@@ -41,10 +44,11 @@ import torch
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.reference import reference_step
-from boneaug.gan.train import Discriminators, Generators, train_step
+from boneaug.gan.train import Discriminators, Generators, make_adam, train_step
 
-VARIANTS = ("naive", "naive+bf16", "naive+cl", "batched", "batched+bf16", "batched+cl",
-            "batched+bf16+cl", "batched+bf16+cl+compile")
+VARIANTS = ("naive", "naive+bf16", "naive+cl", "batched", "batched+bf16",
+            "batched+bf16+loopadam", "batched+cl", "batched+bf16+cl",
+            "batched+bf16+cl+compile")
 
 
 def _sync(device: torch.device) -> None:
@@ -58,12 +62,10 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_train(variant: str, size: int, batch: int, iters: int, warmup: int,
-              device: torch.device, n_blocks: int = 9, width: int = 64) -> dict[str, Any]:
-    """Time one training variant; returns seconds per iteration (median) and peak memory.
-
-    `width` is ngf = ndf; 9 and 64 are the reference architecture.
-    """
+def _make_step(variant: str, size: int, batch: int, device: torch.device,
+               n_blocks: int = 9, width: int = 64) -> Any:
+    """Build the networks, optimisers and pools of one training variant; returns
+    `step(healthy, lesion) -> loss terms`."""
     parts = set(variant.split("+"))
     bf16, cl, comp = "bf16" in parts, "cl" in parts, "compile" in parts
     fmt = torch.channels_last if cl else torch.contiguous_format
@@ -75,9 +77,15 @@ def run_train(variant: str, size: int, batch: int, iters: int, warmup: int,
     for n in nets:
         n.to(device, memory_format=fmt)
     g_hl, g_lh, d_l, d_h = nets
-    adam = dict(lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam([*g_hl.parameters(), *g_lh.parameters()], **adam)
-    opt_d = torch.optim.Adam([*d_l.parameters(), *d_h.parameters()], **adam)
+    # the reference's Adam loop for the naive step; boneaug's fused Adam for its own step
+    if "naive" in parts or "loopadam" in parts:
+        def adam(params: list) -> torch.optim.Optimizer:
+            return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+    else:
+        def adam(params: list) -> torch.optim.Optimizer:
+            return make_adam(params, 2e-4, (0.5, 0.999), device)
+    opt_g = adam([*g_hl.parameters(), *g_lh.parameters()])
+    opt_d = adam([*d_l.parameters(), *d_h.parameters()])
     pools = (ImagePool(50, seed=1), ImagePool(50, seed=2))
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -100,6 +108,18 @@ def run_train(variant: str, size: int, batch: int, iters: int, warmup: int,
             return train_step(gens, discs, opt_g, opt_d, *pools, h, les, 10.0, 0.5,
                               autocast, dl_fn, dh_fn)
 
+    return step
+
+
+def run_train(variant: str, size: int, batch: int, iters: int, warmup: int,
+              device: torch.device, n_blocks: int = 9, width: int = 64) -> dict[str, Any]:
+    """Time one training variant; returns seconds per iteration (median) and peak memory.
+
+    `width` is ngf = ndf; 9 and 64 are the reference architecture.
+    """
+    parts = set(variant.split("+"))
+    fmt = torch.channels_last if "cl" in parts else torch.contiguous_format
+    step = _make_step(variant, size, batch, device, n_blocks, width)
     gen = torch.Generator().manual_seed(0)
     rss_before = _peak_mb(device)
     if device.type == "cuda":
@@ -150,6 +170,32 @@ def run_infer(variant: str, size: int, batch: int, iters: int, warmup: int,
     return {"kind": "infer", "variant": variant, "size": size, "batch": batch,
             "s_per_batch": med, "patches_per_s": batch / med, "times": times,
             "peak_mb": _peak_mb(device)}
+
+
+def run_ab(variants: list[str], rounds: int, size: int, batch: int,
+           device: torch.device) -> list[dict[str, Any]]:
+    """Time `variants` round-robin in this one process: one iteration of each per round, so
+    a load spike from other jobs hits them all alike; the first 2 rounds are warm-up."""
+    steps = [_make_step(v, size, batch, device) for v in variants]
+    gen = torch.Generator().manual_seed(0)
+    times: list[list[float]] = [[] for _ in variants]
+    for r in range(rounds + 2):
+        h = (torch.rand(batch, 1, size, size, generator=gen) * 2 - 1).to(device)
+        les = (torch.rand(batch, 1, size, size, generator=gen) * 2 - 1).to(device)
+        for i, step in enumerate(steps):
+            _sync(device)
+            t = time.perf_counter()
+            step(h, les)
+            _sync(device)
+            if r >= 2:
+                times[i].append(time.perf_counter() - t)
+    out = []
+    for v, ts in zip(variants, times, strict=True):
+        med = statistics.median(ts)
+        out.append({"kind": "train", "variant": v, "size": size, "batch": batch,
+                    "s_per_it": med, "it_per_s": 1 / med, "patches_per_s": batch / med,
+                    "times": ts, "peak_mb": _peak_mb(device)})
+    return out
 
 
 def machine() -> dict[str, Any]:
@@ -249,6 +295,8 @@ def main() -> None:
                         help="add the torch.compile variant (its first step compiles for minutes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default=None, help="comma-separated variants to run")
+    parser.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
+                        help="interleave naive and the best step in one process instead")
     parser.add_argument("--one", choices=("train", "infer"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="batched", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=128, help=argparse.SUPPRESS)
@@ -261,6 +309,12 @@ def main() -> None:
         return
     info = machine()
     print(json.dumps(info), flush=True)
+    if args.ab:
+        variants = (args.only or "naive,batched+bf16").split(",")
+        results = run_ab(variants, args.ab, args.size, args.batch, torch.device(args.device))
+        print(_table(results))
+        print(f"load average at end {os.getloadavg()}")
+        return
     plan = _plan(args.quick, args.compile)
     if args.only:
         keep = set(args.only.split(","))
