@@ -28,6 +28,7 @@ import hashlib
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -839,11 +840,14 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
 
 
 def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    if not enabled:
+    # A bar redrawn into a log file (CI, nohup) is thousands of lines of noise; losses.csv
+    # holds the same numbers there.
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="cyclegan", unit="it", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc="cyclegan", unit="it", dynamic_ncols=True,
+                file=sys.stderr)
 
 
 def _load_checkpoint(path: Path, config: GanConfig, patch_size: int,
