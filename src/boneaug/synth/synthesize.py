@@ -318,7 +318,6 @@ def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, b
     if out_dir.exists():
         shutil.rmtree(out_dir)  # check_out_dir made sure it is empty or our own
     os.replace(staging, out_dir)
-    staging.mkdir()  # the caller's cleanup expects a folder
     return SynthReport(out_dir, out_dir / "synthetic.csv", out_dir / "augmented.csv", len(rows),
                        n_sources, generator_bone, bone, float(np.median(seams)))
 
