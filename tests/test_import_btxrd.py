@@ -111,7 +111,7 @@ def test_btxrd_round_trip(tmp_path: Path) -> None:
     assert t.at["IMG000004", "boxes"] == [[5.0, 5.0, 20.0, 25.0]]
     assert t.at["IMG000001", "boxes"] == []
     assert t.at["IMG000004", "mask_path"] and not t.at["IMG000003", "mask_path"]
-    assert t.at["IMG000004", "mask_path"] == "masks/IMG000004.png"  # beside the manifest
+    assert t.at["IMG000004", "mask_path"] == "manifest_masks/IMG000004.png"  # beside it
     assert (out.parent / t.at["IMG000004", "mask_path"]).is_file()
     assert t.at["IMG000003", "subtype"] == "osteosarcoma"
     assert t.at["IMG000007", "subtype"] == "simple bone cyst"

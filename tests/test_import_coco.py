@@ -63,7 +63,7 @@ def test_coco_round_trip_boxes_masks_and_negatives(tmp_path: Path) -> None:
     assert table.at["images/p2", "lesion_types"] == "osteosarcoma;cyst"
     assert table.at["images/p2", "mask_path"] == ""  # no polygon: boxes alone
     mask_path = out.parent / table.at["images/p1", "mask_path"]
-    assert mask_path.parent == out.parent / "masks"
+    assert mask_path.parent == out.parent / f"{out.stem}_masks"
     mask = np.asarray(Image.open(mask_path))
     assert mask.shape == (H, W)
     ys, xs = np.nonzero(mask)

@@ -145,6 +145,15 @@ def test_refuses_to_overwrite_its_input(study: Path) -> None:
                    images_root=None)
 
 
+def test_refuses_to_overwrite_an_input_image(study: Path) -> None:
+    image = study.parent / "scans" / "b.png"
+    before = image.read_bytes()
+    with pytest.raises(BoneaugError, match="overwrite the input"):
+        import_csv(study, image, mapping=MAPPING, bone=None, positive_values=("abnormal",),
+                   images_root=None)
+    assert image.read_bytes() == before
+
+
 def test_cli_csv(study: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli" / "manifest.csv"
     args = ["import", "csv", str(study), "--out", str(out), "--positive", "abnormal,lesion"]

@@ -75,7 +75,7 @@ def test_labelme_round_trip(folder: Path, tmp_path: Path) -> None:
 def test_rerun_into_the_folder_skips_its_own_masks(folder: Path) -> None:
     out = folder / "manifest.csv"
     import_labelme(folder, out, bone="femur")
-    assert (folder / "masks").is_dir()
+    assert (folder / "manifest_masks").is_dir()
     assert import_labelme(folder, out, bone="femur").rows == 5
 
 
@@ -136,3 +136,12 @@ def test_cli_labelme(folder: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "rect.json" in lines[0]
+
+
+def test_a_users_own_masks_folder_is_never_written_into(folder: Path) -> None:
+    own = folder / "masks"
+    own.mkdir()
+    Image.fromarray(np.full((H, W), 7, np.uint8)).save(own / "poly.png")
+    before = (own / "poly.png").read_bytes()
+    import_labelme(folder, folder / "manifest.csv", bone="femur")
+    assert (own / "poly.png").read_bytes() == before

@@ -11,12 +11,12 @@ import pytest
 
 from boneaug.data.manifest import (
     Manifest,
+    check_manifest,
     count_unusable_positives,
     format_boxes,
     load_manifest,
     new_table,
     parse_boxes,
-    read_manifest,
     save_manifest,
     validate_manifest,
 )
@@ -140,8 +140,7 @@ def test_errors_are_all_listed_and_counted(tmp_path, tiny_images):
     rows[0]["bone"] = "banana"
     rows[3]["label"] = "yes"
     path = write_manifest(tmp_path, rows)
-    m, problems = read_manifest(path)
-    problems += validate_manifest(m)
+    m, problems = check_manifest(path)
     assert len([p for p in problems if p.severity == "error"]) == 2
     assert "(and 1 more;" in only_error(path)
 
@@ -225,3 +224,18 @@ def test_new_table_defaults():
     assert table.at[0, "boxes"] == [] and table.at[0, "label"] == 0
     assert list(table.columns[:10]) == ["image_id", "path", "patient_id", "bone", "label",
                                         "boxes", "mask_path", "split", "origin", "provenance"]
+
+
+def test_python_built_manifest_with_a_bad_label_is_refused(tmp_path, tiny_images):
+    table = new_table([{"image_id": "a", "path": "img/im0.png", "bone": "femur", "label": 2}])
+    problems = validate_manifest(Manifest(table, tmp_path))
+    assert any(p.column == "label" and "must be 0 or 1" in p.message for p in problems)
+    with pytest.raises(ManifestError, match="label"):
+        save_manifest(Manifest(table, tmp_path), tmp_path / "out.csv")
+
+
+def test_save_to_a_folder_is_one_line(tmp_path, tiny_images):
+    m = load_manifest(write_manifest(tmp_path, good_rows()))
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ManifestError, match="is a folder"):
+        save_manifest(m, tmp_path / "dir.csv")

@@ -27,7 +27,6 @@ from boneaug.errors import ImageReadError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-# Pillow refuses images over ~179 Mpx as a "decompression bomb"; radiographs are far below.
 SYNTHETIC_MARK = "SYNTHETIC IMAGE made by boneaug - not an acquisition"
 
 
@@ -67,13 +66,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
         ds = _dcmread(path, stop_before_pixels=True)
         try:
             return int(ds.Rows), int(ds.Columns)
-        except AttributeError as exc:
+        except Exception as exc:  # absent, or a corrupt element that fails to decode
             raise ImageReadError(f"{path}: DICOM has no Rows/Columns (not an image)") from exc
     try:
         with Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
@@ -88,7 +87,8 @@ def _read_raster(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             return _pil_to_unit_float(img, path)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    # Pillow refuses images over ~179 Mpx as decompression bombs; radiographs are far below.
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
 
 
@@ -126,6 +126,9 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path}: not a readable DICOM file ({exc})") from exc
+    except Exception as exc:  # a corrupt file raises many pydicom-internal types
+        raise ImageReadError(f"{path}: not a readable DICOM file ({type(exc).__name__}: "
+                             f"{exc})") from exc
 
 
 def _first(value) -> float:

@@ -97,10 +97,6 @@ class Manifest:
     def image_path(self, index: Any) -> Path:
         return self.resolve(str(self.table.at[index, "path"]))
 
-    def line_of(self, position: int) -> int:
-        """The CSV line (header is line 1) of the row at `position`."""
-        return position + 2
-
     def copy(self) -> Manifest:
         return Manifest(self.table.copy(deep=True), self.root, self.source)
 
@@ -244,14 +240,24 @@ def load_manifest(path: str | Path, *, check_images: bool = True) -> Manifest:
     them. With `check_images`, every image is checked to exist and be readable, and
     boxes are checked against the image size (headers only, no pixel decoding).
     """
-    manifest, problems = read_manifest(path)
-    problems += validate_manifest(manifest, check_images=check_images)
+    manifest, problems = check_manifest(path, check_images=check_images)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         more = (f" (and {len(errors) - 1} more; `boneaug validate {path}` lists them all)"
                 if len(errors) > 1 else "")
         raise ManifestError(f"{errors[0]}{more}")
     return manifest
+
+
+def check_manifest(path: str | Path, *, check_images: bool = True
+                   ) -> tuple[Manifest, list[Problem]]:
+    """Read a manifest and list all its problems, each cell reported once, in row order."""
+    manifest, problems = read_manifest(path)
+    seen = {(p.line, p.column) for p in problems}  # e.g. a label that did not parse
+    problems += [p for p in validate_manifest(manifest, check_images=check_images)
+                 if (p.line, p.column) not in seen]
+    problems.sort(key=lambda p: (p.line or 0))
+    return manifest, problems
 
 
 def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[Problem]:
@@ -276,6 +282,8 @@ def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[
                 image_id=image_id)
         else:
             seen_ids[image_id] = pos
+        if row.label not in (0, 1):
+            add(pos, "label", f"label is {row.label!r}; must be 0 or 1", image_id=image_id)
         if row.bone not in BONES and row.bone not in REGIONS:
             add(pos, "bone", f"unknown bone {row.bone!r}; expected one of "
                 f"{', '.join(sorted(BONES | REGIONS))}", image_id=image_id)
@@ -363,8 +371,14 @@ def save_manifest(manifest: Manifest, path: str | Path) -> Path:
             out[column] = [rebase_path(str(v), manifest.root, new_root) for v in out[column]]
     out["label"] = out["label"].astype(int).astype(str)
     out["boxes"] = [format_boxes(b) if b else "" for b in out["boxes"]]
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, index=False)
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder; give the manifest file to write "
+                            "(e.g. manifest.csv)")
+    try:
+        with atomic_path(path) as tmp:
+            out.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot write the manifest ({exc.strerror})") from None
     manifest.root, manifest.source = new_root, path.resolve()
     manifest.table[path_columns] = out[path_columns]
     return path

@@ -182,10 +182,16 @@ def relative_to(path: Path, root: Path) -> str:
 
 
 def summarise(messages: Sequence[str], what: str, limit: int = 3) -> list[str]:
-    """Up to `limit` messages as they are; more become one line: the count and the first."""
+    """Up to `limit` messages, each with `what` says; more become one line: the count and
+    the first."""
     if len(messages) <= limit:
-        return list(messages)
+        return [f"{m}: {what}" for m in messages]
     return [f"{len(messages)} {what} (first: {messages[0]})"]
+
+
+def masks_folder(out: Path) -> Path:
+    """Where an import writing `out` puts the lesion masks it rasterises."""
+    return Path(out).parent / f"{Path(out).stem}_masks"
 
 
 def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence[str],
@@ -197,7 +203,8 @@ def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence
     (or absolute); `where[i]` names the user's file and row that row i came from, and is
     used in every message. Validation reads image headers only. Errors raise one line
     (the first problem); warnings of one kind are counted into one line. Masks go to
-    ``<out folder>/masks/<image_id>.png`` (8-bit, 255 = lesion) and are written only
+    ``<out folder>/<out stem>_masks/<image_id>.png`` (8-bit, 255 = lesion; a folder named
+    after the manifest, so a user's own ``masks/`` is never written into) and are written only
     after the input has passed every check; the manifest is written last, atomically.
     """
     if not rows:
@@ -213,6 +220,8 @@ def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence
                                f"{where[first_seen[image_id]]}; ids must be unique")
         first_seen[image_id] = pos
     manifest = Manifest(new_table(rows), root)
+    # The images themselves are inputs too: --out must never land on one of them.
+    check_output(out, [manifest.resolve(str(p)) for p in manifest.table["path"] if p])
     grouped: dict[str, list[str]] = defaultdict(list)
     for problem in validate_manifest(manifest, check_images=True):
         pos = (problem.line or 2) - 2
@@ -230,7 +239,7 @@ def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence
         else:
             report_warnings.append(f"{len(places)} images: {message} (first: {places[0]})")
     if masks:
-        mask_paths = write_masks(manifest, masks, out.parent / "masks")
+        mask_paths = write_masks(manifest, masks, masks_folder(out))
         for pos, mask_file in mask_paths.items():
             manifest.table.at[pos, "mask_path"] = relative_to(mask_file, root)
     save_manifest(manifest, out)

@@ -22,6 +22,7 @@ from boneaug.data.importers.common import (
     clip_points,
     finish,
     load_json,
+    masks_folder,
     require_bone,
     summarise,
 )
@@ -134,7 +135,7 @@ def import_labelme(folder: Path, out: Path, *, bone: str) -> ImportReport:
     """Import a folder of images with LabelMe JSONs beside them (recursive).
 
     Every raster image under `folder` (PNG, JPEG, TIFF, BMP; hidden folders and the
-    output's ``masks/`` folder skipped) becomes one row of bone `bone`; its JSON is the
+    output's masks folder skipped) becomes one row of bone `bone`; its JSON is the
     file of the same stem beside it. ``image_id`` is the image's path under `folder`
     without its suffix; each image is its own patient (LabelMe has no patient ids).
     Extra column: ``lesion_types`` (the shapes' labels).
@@ -143,7 +144,7 @@ def import_labelme(folder: Path, out: Path, *, bone: str) -> ImportReport:
     if not folder.is_dir():
         raise BoneaugError(f"{folder}: no such folder")
     bone = require_bone(bone, "--bone")
-    masks_dir = (out.parent / "masks").resolve()
+    masks_dir = masks_folder(out).resolve()
     images: list[Path] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
