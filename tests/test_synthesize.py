@@ -70,7 +70,8 @@ def test_synthesis_invariants(world, tmp_path):
     for _, row in syn.table.iterrows():
         prov = json.loads(row["provenance"])
         for key in ("generator", "generator_sha256", "generator_bone", "target_bone",
-                    "source_image_id", "lesion_box", "crop_box", "seed", "index"):
+                    "source_image_id", "lesion_box", "crop_box", "seed", "index",
+                    "bone_share_in_box"):
             assert key in prov, key
         assert prov["source_image_id"] in by_id.index  # a normal train image of the bone
         source = by_id.loc[prov["source_image_id"]]
@@ -132,7 +133,7 @@ def test_transfer_records_both_bones_and_ratio(world, tmp_path):
     assert set(syn["bone"]) == {"tibia"} and set(syn["generator_bone"]) == {"femur"}
     prov = json.loads(syn.at[0, "provenance"])
     assert prov["generator_bone"] == "femur" and prov["target_bone"] == "tibia"
-    assert syn.at[0, "image_id"].startswith("syn-tibia-from-femur-")
+    assert syn.at[0, "image_id"].startswith("syn-tibia-from-femur-s0-")
 
 
 def test_dicom_source_gives_marked_dicom(world, tmp_path):
@@ -199,3 +200,32 @@ def test_two_processes_give_the_same_images_as_one(world, tmp_path):
     for path in a["path"]:
         assert np.array_equal(read_image(tmp_path / "one" / path),
                               read_image(tmp_path / "two" / path))
+
+
+def test_adding_more_with_the_same_seed_is_refused_before_painting(world, tmp_path):
+    root, split, ckpt = world
+    first = synthesize(ckpt, split, "femur", tmp_path / "a", count=2, seed=4, progress=False)
+    augmented = load_manifest(first.augmented_manifest)
+    with pytest.raises(BoneaugError, match="already has synthetic image syn-femur-s4-00000"):
+        synthesize(ckpt, augmented, "femur", tmp_path / "b", count=2, seed=4, progress=False)
+    assert not (tmp_path / "b").exists()
+    more = synthesize(ckpt, augmented, "femur", tmp_path / "c", count=2, seed=5,
+                      progress=False)
+    assert len(load_manifest(more.augmented_manifest)) == len(augmented) + 2
+
+
+def test_bad_lesion_statistics_are_one_line(world, tmp_path):
+    root, split, ckpt = world
+    bad = tmp_path / "stats.json"
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(BoneaugError, match="not valid JSON"):
+        synthesize(ckpt, split, "femur", tmp_path / "x", count=1, lesion_stats=bad)
+    bad.write_text('{"boxes": [{"width_rel": NaN, "height_rel": 0.3}]}')
+    with pytest.raises(BoneaugError, match="no lesion box with a size"):
+        synthesize(ckpt, split, "femur", tmp_path / "x", count=1, lesion_stats=bad)
+    # a size without a usable position falls back to a random bone pixel
+    bad.write_text('{"boxes": [{"width_rel": 0.1, "height_rel": 0.2, "along": 0.5}]}')
+    report = synthesize(ckpt, split, "femur", tmp_path / "y", count=1, lesion_stats=bad,
+                        progress=False)
+    prov = json.loads(load_manifest(report.synthetic_manifest).table.at[0, "provenance"])
+    assert prov["site_fallback"] is True

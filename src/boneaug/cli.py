@@ -108,7 +108,8 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
 def patches(
     manifest: Path = typer.Option(..., "--manifest", help="A split manifest"),
     bone: str = typer.Option(..., help="The bone whose patch domains to build"),
-    size: int = typer.Option(..., min=8, max=1024, help="Patch side P in pixels"),
+    size: int = typer.Option(..., min=24, max=1024, help="Patch side P in pixels: a multiple "
+                             "of 4, at least 24 (what the CycleGAN's networks need)"),
     out: Path = typer.Option(..., "--out", help="Stores go to OUT/<bone>/{healthy,lesion}"),
     per_lesion: int = typer.Option(8, min=1, help="Crops per lesion box"),
     healthy_per_image: int = typer.Option(4, min=1, help="Crops per normal image"),
@@ -125,6 +126,9 @@ def patches(
     from boneaug.data.manifest import load_manifest
     from boneaug.patches import extract_patches
 
+    if size % 4:
+        raise BoneaugError(f"--size {size}: the CycleGAN needs a multiple of 4 (e.g. "
+                           f"{size - size % 4 or 24} or {size + 4 - size % 4})")
     report = extract_patches(
         load_manifest(manifest), bone.strip().lower(), size, out, per_lesion=per_lesion,
         healthy_per_image=healthy_per_image, context=context, jitter=jitter, seed=seed,
@@ -154,18 +158,16 @@ def gan_train(
     resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint"),
 ) -> None:
     """Train healthy -> lesion (and back) on one bone's patches."""
-    import json
-
     from boneaug.config import load_yaml, parse_overrides, section
     from boneaug.gan import GanConfig, train_cyclegan
-    from boneaug.patches import load_domains
+    from boneaug.patches import load_domains, read_json_object
 
     settings = section(load_yaml(config), "gan", config) if config else {}
     settings = {**settings, **parse_overrides(set_)}
     gan_config = GanConfig.from_dict(settings)
     healthy, lesion, info = load_domains(patches)
     stats_path = patches / "lesion_stats.json"
-    lesion_stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
+    lesion_stats = read_json_object(stats_path) if stats_path.is_file() else None
     result = train_cyclegan(
         healthy.patches, lesion.patches, gan_config, out, resume=resume,
         generator_info={"bone": info.get("bone"), "lesion_stats": lesion_stats,

@@ -26,10 +26,6 @@ class Ranks:
     enabled: bool = False   # under torchrun
     created: bool = False   # this code made the process group (and may destroy it)
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     def barrier(self) -> None:
         if self.enabled and self.world_size > 1:
             dist.barrier()

@@ -21,10 +21,12 @@ from boneaug.gan.train import (
     LOSS_NAMES,
     GanConfig,
     TrainResult,
+    bf16_is_fast,
     load_generator,
     train_cyclegan,
 )
 
 __all__ = ["GanConfig", "TrainResult", "train_cyclegan", "load_generator", "GENERATOR_FILE",
+           "bf16_is_fast",
            "LOSS_NAMES", "ResnetGenerator", "PatchGANDiscriminator", "ImagePool",
            "count_parameters", "to_model_range", "from_model_range"]

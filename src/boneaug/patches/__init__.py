@@ -13,11 +13,16 @@ from boneaug.patches.region import (
     overlap_scores,
     region_bbox,
 )
-from boneaug.patches.store import PatchStore, load_domains, load_patch_store, write_patch_store
+from boneaug.patches.store import (
+    PatchStore,
+    load_domains,
+    load_patch_store,
+    read_json_object,
+    write_patch_store,
+)
 
 __all__ = [
     "PatchReport", "PatchStore", "bone_region", "crop_reflect", "estimate_bone_region",
-    "extract_patches", "load_domains",
-    "load_patch_store", "overlap_scores", "region_bbox", "resize_square", "resize_to",
-    "write_patch_store",
+    "extract_patches", "load_domains", "load_patch_store", "overlap_scores", "read_json_object",
+    "region_bbox", "resize_square", "resize_to", "write_patch_store",
 ]

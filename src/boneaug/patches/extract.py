@@ -115,8 +115,11 @@ def extract_patches(
 
     rng = np.random.default_rng(seed)
     todo = [("lesion", r) for r in lesion_rows] + [("healthy", r) for r in healthy_rows]
+    # An earlier run's completion marker goes first: if this run is interrupted, the folder
+    # must not pass for complete with a mix of old and new stores.
+    (Path(out_dir) / bone / INFO_FILE).unlink(missing_ok=True)
     bar = tqdm(todo, desc=f"patches {bone}", unit="img", file=sys.stderr,
-               disable=not progress or len(todo) < PROGRESS_MIN)
+               disable=not progress or len(todo) < PROGRESS_MIN or not sys.stderr.isatty())
     lesion_crops: list[_Crop] = []
     healthy_crops: list[_Crop] = []
     lesion_stats: list[dict[str, Any]] = []

@@ -138,6 +138,20 @@ def load_patch_store(folder: str | Path) -> PatchStore:
     return PatchStore(patches=patches, index=index, path=folder)
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else is one clear line."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BoneaugError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise BoneaugError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise BoneaugError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def load_domains(bone_dir: str | Path) -> tuple[PatchStore, PatchStore, dict[str, Any]]:
     """The two domains of one bone: ``(healthy, lesion, info)`` from ``<out>/<bone>/``.
 
@@ -148,10 +162,7 @@ def load_domains(bone_dir: str | Path) -> tuple[PatchStore, PatchStore, dict[str
     if not info_path.is_file():
         raise BoneaugError(f"{bone_dir}: no {INFO_FILE}; not a patch folder written by "
                            "`boneaug patches`")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BoneaugError(f"{info_path}: not valid JSON ({exc})") from None
+    info = read_json_object(info_path)
     healthy = load_patch_store(bone_dir / "healthy")
     lesion = load_patch_store(bone_dir / "lesion")
     if healthy.size != lesion.size:

@@ -96,16 +96,20 @@ def seam_ratio(result: np.ndarray, source: np.ndarray, crop_box: tuple[int, int,
     show, and the lesion itself is not. Returns the mean squared gradient magnitude over
     that band in `result` over the same in `source`: 1.0 means the boundary is as smooth
     as the image was; a hard-edged paste of a different patch gives two to three times more.
+    NaN where the source is flat in that band (nothing to compare against).
     """
     x0, y0, x1, y1 = (int(v) for v in crop_box)
-    band = np.zeros(source.shape, dtype=bool)
-    band[y0:y1, x0:x1] = (mask > 0.02) & (mask < 0.5)
+    # np.gradient at the crop's edge needs one pixel beyond it; nothing further matters.
+    ya, yb = max(y0 - 1, 0), min(y1 + 1, source.shape[0])
+    xa, xb = max(x0 - 1, 0), min(x1 + 1, source.shape[1])
+    band = np.zeros((yb - ya, xb - xa), dtype=bool)
+    band[y0 - ya:y1 - ya, x0 - xa:x1 - xa] = (mask > 0.02) & (mask < 0.5)
     if not band.any():
         return 1.0
 
     def energy(img: np.ndarray) -> float:
-        gy, gx = np.gradient(np.asarray(img, dtype=np.float64))
+        gy, gx = np.gradient(np.asarray(img[ya:yb, xa:xb], dtype=np.float64))
         return float(np.mean((gx**2 + gy**2)[band]))
 
     base = energy(source)
-    return energy(result) / base if base > 0 else float("inf")
+    return energy(result) / base if base > 0 else float("nan")  # a flat band has no seam scale

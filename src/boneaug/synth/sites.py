@@ -32,6 +32,8 @@ class Site:
     crop_box: tuple[int, int, int, int]
     stat_index: int      # which real lesion the size and position came from
     fallback: bool       # True when the position was a random bone pixel instead
+    bone_share: float    # share of the lesion box on bone (>= MIN_BONE_IN_BOX unless no
+                         # draw reached it; then the best of all draws)
 
 
 def usable_stats(stats: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -40,7 +42,7 @@ def usable_stats(stats: dict[str, Any], source: str) -> list[dict[str, Any]]:
     if not isinstance(boxes, list):
         raise BoneaugError(f"{source}: lesion statistics have no 'boxes' list")
     usable = [b for b in boxes if isinstance(b, dict)
-              and all(isinstance(b.get(k), int | float) for k in ("width_rel", "height_rel"))]
+              and all(_finite(b.get(k)) and 0 < b[k] <= 1 for k in ("width_rel", "height_rel"))]
     if not usable:
         raise BoneaugError(f"{source}: lesion statistics list no lesion box with a size")
     return usable
@@ -72,7 +74,7 @@ def draw_site(bone_mask: np.ndarray, stats: list[dict[str, Any]], context: float
         w = float(np.clip(w_rel * width, 4, width))
         h = float(np.clip(h_rel * height, 4, height))
         along, across = stat.get("along"), stat.get("across")
-        fallback = attempt >= TRIES // 2 or not isinstance(along, int | float)
+        fallback = attempt >= TRIES // 2 or not (_finite(along) and _finite(across))
         if fallback:  # the real lesion's position does not fit this bone: any bone pixel
             j = int(rng.integers(len(bone_xs)))
             cx, cy = float(bone_xs[j]) + 0.5, float(bone_ys[j]) + 0.5
@@ -89,7 +91,7 @@ def draw_site(bone_mask: np.ndarray, stats: list[dict[str, Any]], context: float
         if not bone_mask[centre_y, centre_x]:
             continue
         share = float(bone_mask[y0:y1, x0:x1].mean())
-        site = Site(box, _crop_around(box, context, width, height), k, fallback)
+        site = Site(box, _crop_around(box, context, width, height), k, fallback, share)
         if share >= MIN_BONE_IN_BOX:
             return site
         if share > best_share:
@@ -97,6 +99,10 @@ def draw_site(bone_mask: np.ndarray, stats: list[dict[str, Any]], context: float
     if best is None:
         raise BoneaugError("could not place a lesion on the bone region")
     return best
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _box_inside(cx: float, cy: float, w: float, h: float, width: int, height: int

@@ -39,8 +39,7 @@ from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
 from boneaug.distributed import Ranks, join, pick_device
 from boneaug.errors import BoneaugError
-from boneaug.gan import from_model_range, load_generator, to_model_range
-from boneaug.gan.train import bf16_is_fast
+from boneaug.gan import bf16_is_fast, from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.sites import Site, draw_site, usable_stats
@@ -117,9 +116,16 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     order = np.random.default_rng(seed).permutation(len(sources))
     per_source = np.full(len(sources), n_images // len(sources))
     per_source[: n_images % len(sources)] += 1
+    sources_used = int((per_source > 0).sum())
     jobs: list[tuple[int, int]] = []  # (image index, manifest row); a source's jobs adjacent
     for k, position in enumerate(order):
         jobs += [(len(jobs) + j, sources[position]) for j in range(per_source[k])]
+    clash = sorted(set(table["image_id"]) & {f"{id_prefix(bone, generator_bone, seed)}-{i:05d}"
+                                             for i, _ in jobs})
+    if clash:
+        raise BoneaugError(f"{name}: already has synthetic image {clash[0]} (and "
+                           f"{len(clash) - 1} more) of this bone and seed; use another --seed "
+                           "to add more")
     mine = [job for job in jobs if _owner(job[1], ranks) == ranks.rank]
 
     staging = out_dir.resolve().parent / f".{out_dir.resolve().name}.synthesize.partial"
@@ -137,7 +143,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         ranks.barrier()
         if ranks.rank == 0:
             report = _finish(staging, out_dir, manifest, ranks.world_size, bone, generator_bone,
-                             len(sources), {
+                             sources_used, {
                                  "generator": str(generator), "generator_sha256": info["sha256"],
                                  "bone": bone, "count": count, "ratio": ratio, "seed": seed,
                                  "batch_size": batch_size, "feather": feather,
@@ -150,8 +156,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     finally:
         if ranks.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
+        if ranks.created:
+            torch.distributed.destroy_process_group()
     if ranks.rank != 0:  # rank 0 holds the report; the others say only what they were
-        return SynthReport(None, None, None, len(mine), len(sources), generator_bone, bone,
+        return SynthReport(None, None, None, len(mine), sources_used, generator_bone, bone,
                            float("nan"))
     return report
 
@@ -163,15 +171,14 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
            device: torch.device, stats: list[dict[str, Any]], context: float, patch_size: int,
            batch_size: int, feather: float, margin: float, seed: int, staging: Path,
            bone: str, generator_bone: str, generator: Path, info: dict[str, Any], progress: bool
-           ) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray, Site]]]:
+           ) -> tuple[list[dict[str, Any]], list[list[Image.Image]]]:
     table = manifest.table
     rows: list[dict[str, Any]] = []
-    sheet: list[tuple[np.ndarray, np.ndarray, Site]] = []
+    sheet: list[list[Image.Image]] = []
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     bar = tqdm(total=len(jobs), desc=f"synthesize {bone}", unit="img", file=sys.stderr,
                disable=not progress or not sys.stderr.isatty())
-    prefix = f"syn-{bone}" if generator_bone in (bone, "unknown") else \
-        f"syn-{bone}-from-{generator_bone}"
+    prefix = id_prefix(bone, generator_bone, seed)
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         sites: list[Site] = []
@@ -221,7 +228,9 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
                 "source_image_id": str(source["image_id"]), "source_path": str(source_path),
                 "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
                 "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
-                "seed": seed, "index": index, "seam_ratio": round(seam, 4),
+                "bone_share_in_box": round(site.bone_share, 3),
+                "seed": seed, "index": index,
+                "seam_ratio": round(seam, 4) if np.isfinite(seam) else None,
             }
             rows.append({
                 "image_id": image_id, "path": rel,
@@ -229,10 +238,11 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
                 "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
                 "provenance": json.dumps(provenance, sort_keys=True),
                 "source_image_id": str(source["image_id"]), "generator_bone": generator_bone,
-                "seam_ratio": round(seam, 4), "_index": index,
+                "seam_ratio": round(seam, 4) if np.isfinite(seam) else float("nan"),
+                "_index": index,
             })
             if len(sheet) < 8:
-                sheet.append((image, result, site))
+                sheet.append(_sheet_row(image, result, site))
         bar.update(len(batch))
     bar.close()
     return rows, sheet
@@ -254,6 +264,12 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device)
 
 
 # --------------------------------------------------------------------------- bookkeeping
+
+
+def id_prefix(bone: str, generator_bone: str, seed: int) -> str:
+    """``syn-<bone>[-from-<generator bone>]-s<seed>``: ids never clash across seeds."""
+    transfer = "" if generator_bone in (bone, "unknown") else f"-from-{generator_bone}"
+    return f"syn-{bone}{transfer}-s{seed}"
 
 
 def _how_many(count: int | None, ratio: float | None, real_positives: int, bone: str,
@@ -281,8 +297,8 @@ def _stats(info: dict[str, Any], generator: Path, override: str | Path | None
             raise BoneaugError(f"{path}: no such lesion statistics file")
         try:
             return json.loads(path.read_text(encoding="utf-8")), str(path)
-        except json.JSONDecodeError as exc:
-            raise BoneaugError(f"{path}: not valid JSON ({exc.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BoneaugError(f"{path}: not valid JSON ({exc})") from None
     embedded = info.get("lesion_stats")
     if not isinstance(embedded, dict):
         raise BoneaugError(f"{generator}: the generator carries no lesion statistics; pass "
@@ -310,7 +326,7 @@ def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, b
         real_table[column] = [rebase_path(v, manifest.root, final) for v in real_table[column]]
     combined = pd.concat([real_table, synthetic.table], ignore_index=True).fillna("")
     save_manifest(Manifest(combined, root=staging), staging / "augmented.csv")
-    seams = [r["seam_ratio"] for r in rows]
+    seams = [r["seam_ratio"] for r in rows if np.isfinite(r["seam_ratio"])] or [float("nan")]
     write_run_json(staging, "synthesize", config, config["seed"], started,
                    extra={"images": len(rows), "generator_bone": generator_bone,
                           "target_bone": bone, "seam_ratio_median": float(np.median(seams)),
@@ -322,26 +338,33 @@ def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, b
                        n_sources, generator_bone, bone, float(np.median(seams)))
 
 
-def _write_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, Site]]) -> None:
-    """Per row: the synthetic radiograph (lesion box outlined), then the crop around the
-    lesion before and after, enlarged, so that the painted lesion and its blend show."""
-    side, gap = 192, 6
-    sheet = Image.new("RGB", (3 * side + 2 * gap, len(pairs) * (side + gap)), (20, 20, 20))
+SHEET_SIDE = 192
 
-    def tile(img: np.ndarray, width: int, height: int) -> Image.Image:
-        gray = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
-        return gray.resize((width, height), Image.Resampling.BICUBIC).convert("RGB")
 
-    for i, (source, result, site) in enumerate(pairs):
-        top = i * (side + gap)
-        scale = side / max(source.shape)
-        whole = tile(result, int(source.shape[1] * scale), int(source.shape[0] * scale))
-        x0, y0, x1, y1 = (v * scale for v in site.lesion_box)
-        ImageDraw.Draw(whole).rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2], outline=(255, 80, 80))
-        sheet.paste(whole, (0, top))
-        cx0, cy0, cx1, cy1 = site.crop_box
-        for j, img in enumerate((source, result), start=1):
-            sheet.paste(tile(img[cy0:cy1, cx0:cx1], side, side), (j * (side + gap), top))
+def _tile(img: np.ndarray, width: int, height: int) -> Image.Image:
+    gray = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return gray.resize((width, height), Image.Resampling.BICUBIC).convert("RGB")
+
+
+def _sheet_row(source: np.ndarray, result: np.ndarray, site: Site) -> list[Image.Image]:
+    """One row of the sheet, made at once so that no full-size image is kept for it: the
+    synthetic radiograph (lesion box outlined), then the crop before and after, enlarged."""
+    scale = SHEET_SIDE / max(source.shape)
+    whole = _tile(result, int(source.shape[1] * scale), int(source.shape[0] * scale))
+    x0, y0, x1, y1 = (v * scale for v in site.lesion_box)
+    ImageDraw.Draw(whole).rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2], outline=(255, 80, 80))
+    cx0, cy0, cx1, cy1 = site.crop_box
+    return [whole] + [_tile(img[cy0:cy1, cx0:cx1], SHEET_SIDE, SHEET_SIDE)
+                      for img in (source, result)]
+
+
+def _write_sheet(path: Path, rows: list[list[Image.Image]]) -> None:
+    gap = 6
+    sheet = Image.new("RGB", (3 * SHEET_SIDE + 2 * gap, len(rows) * (SHEET_SIDE + gap)),
+                      (20, 20, 20))
+    for i, tiles in enumerate(rows):
+        for j, tile in enumerate(tiles):
+            sheet.paste(tile, (j * (SHEET_SIDE + gap), i * (SHEET_SIDE + gap)))
     sheet.save(path)
 
 
