@@ -573,8 +573,12 @@ def _read_loss_rows(path: Path, up_to: int) -> list[dict[str, Any]]:
     """Rows of an earlier run's losses.csv up to iteration `up_to` (the checkpoint's)."""
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["iteration"]) <= up_to]
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return [row for row in csv.DictReader(fh) if int(row["iteration"]) <= up_to]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BoneaugError(f"{path}: not the losses.csv of this run ({type(exc).__name__}: "
+                           f"{exc}); move it away to resume without the earlier losses") from None
 
 
 def _write_loss_rows(path: Path, rows: list[dict[str, Any]]) -> None:
