@@ -193,3 +193,11 @@ def test_duplicate_ids_name_both_rows_and_windows_paths_work(tmp_path: Path) -> 
                positive_values=None, images_root=None)
     assert load_manifest(tmp_path / "m.csv").table["path"].tolist() == ["sub/i.png",
                                                                         "other/i.png"]
+
+
+def test_a_row_with_an_extra_field_is_refused(tmp_path: Path) -> None:
+    write_gray_png(tmp_path / "a.png")
+    (tmp_path / "t.csv").write_text("path,label\na.png,0,oops\n")
+    with pytest.raises(BoneaugError, match="more fields than the header"):
+        import_csv(tmp_path / "t.csv", tmp_path / "m.csv", mapping={}, bone="femur",
+                   positive_values=None, images_root=None)

@@ -292,3 +292,11 @@ def test_cli_split_with_group_by_and_holdout(tmp_path: Path) -> None:
     split = load_manifest(tmp_path / "manifest.split.csv", check_images=False).table
     assert set(split.loc[split["split"] == "test", "center"]) == {"3"}
     assert load_manifest(source, check_images=False).table["split"].eq("").all()
+
+
+def test_warns_when_holdout_leaves_no_real_image_in_train() -> None:
+    rows = [{"image_id": f"i{k}", "path": f"i{k}.png", "bone": "femur", "label": k % 2,
+             "center": "1"} for k in range(6)]
+    result = split_manifest(make_manifest(rows), group_by="center", holdout=("1",))
+    assert set(result.manifest.table["split"]) == {"test"}
+    assert any("no real image is left in train" in w for w in result.warnings)

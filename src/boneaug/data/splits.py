@@ -153,6 +153,9 @@ def split_manifest(
 
     warnings += _ratio_warnings(out.table, val, test, holdout)
     warnings += _coverage_warnings(out.table)
+    real = out.table["origin"] == "real"
+    if real.any() and not (real & (out.table["split"] == "train")).any():
+        warnings.append(f"{name}: no real image is left in train; check --holdout / the ratios")
     return SplitResult(out, warnings)
 
 

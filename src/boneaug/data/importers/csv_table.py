@@ -9,6 +9,7 @@ rows of one image (one box each) are merged into one manifest row.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,15 @@ def read_user_csv(table: Path) -> pd.DataFrame:
     if not table.is_file():
         raise BoneaugError(f"{table}: no such file")
     try:
-        frame = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False,
-                            encoding="utf-8-sig")
+        # index_col=False + warnings as errors: a row with one field too many is refused,
+        # not read with every column shifted into the index (pandas' default).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False,
+                                encoding="utf-8-sig", index_col=False)
+    except pd.errors.ParserWarning:
+        raise BoneaugError(f"{table}: a row has more fields than the header has columns "
+                           "(an unquoted comma?)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BoneaugError(f"{table}: not a readable CSV ({str(exc).strip()})") from None
     if len(frame.columns) == 1 and ";" in frame.columns[0]:
