@@ -336,13 +336,6 @@ def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[
     return problems
 
 
-def count_unusable_positives(manifest: Manifest) -> int:
-    """Positives without boxes: they train a classifier but give no lesion patch."""
-    table = manifest.table
-    return int(sum(1 for lab, b in zip(table["label"], table["boxes"], strict=True)
-                   if lab == 1 and not b))
-
-
 # --------------------------------------------------------------------------- saving
 
 

@@ -797,14 +797,13 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                 samples_path = save_samples()
             if iteration % config.checkpoint_every == 0 and iteration < end:
                 last_losses = flush() or last_losses
-                checkpoint_path = save_checkpoint(numbered=True)
+                save_checkpoint(numbered=True)
     if bar is not None:
         bar.close()
     last_losses = flush() or last_losses
     completed = iteration >= config.iterations
     if iteration > start_iteration:
-        checkpoint_path = save_checkpoint(numbered=completed or
-                                          iteration % config.checkpoint_every == 0)
+        save_checkpoint(numbered=completed or iteration % config.checkpoint_every == 0)
     generator_path = None
     if is_main:
         checkpoint_path = last_path
