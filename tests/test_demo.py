@@ -1,36 +1,83 @@
-"""The demo runs every stage built so far, end to end, at a tiny size."""
+"""The demo config (configs/phantom-demo.yaml) at a tiny size, end to end: every stage of
+the protocol, the results table, the report, resuming, and the invariants of the run."""
 
 from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from boneaug.data import load_manifest
 from boneaug.errors import BoneaugError
-from boneaug.experiment import DemoConfig, run_demo
+from boneaug.experiment import conditions, demo_config_path, load_experiment_config, run_demo
+
+TINY = {
+    "data.normal": 16, "data.lesion": 20, "data.size": 96, "data.prevalence": 0.1,
+    "patches.size": 24, "patches.per_lesion": 2, "patches.healthy_per_image": 2,
+    "gan.n_blocks": 1, "gan.ngf": 4, "gan.ndf": 4, "gan.iterations": 4,
+    "gan.sample_every": 2, "gan.checkpoint_every": 2, "gan.device": "cpu",
+    "classifier.size": 32, "classifier.width": 4, "classifier.epochs": 2,
+    "classifier.device": "cpu", "protocol.seeds": 1, "protocol.n_boot": 50,
+}
 
 
-def test_demo_runs_every_stage_and_can_be_rerun(tmp_path):
-    config = DemoConfig(normal=8, lesion=6, size=96, patch=32, n_blocks=1, filters=4,
-                        iterations=3, ratio=1.0)
+def test_demo_config_runs_every_stage_then_resumes(tmp_path):
+    run = tmp_path / "demo"
     lines: list[str] = []
-    summary = run_demo(tmp_path / "demo", config, say=lines.append)
+    result = run_demo(run, say=lines.append, overrides=TINY)
     text = "\n".join(lines)
-    for i in range(1, 9):
-        assert f"[{i}/8]" in text
-    assert "SMALL CycleGAN" in text and "Still to come" in text
-    assert summary["gan_iterations"] == 3 and summary["synthetic_femur"] >= 1
-    augmented = load_manifest(tmp_path / "demo" / "synth" / "femur" / "augmented.csv")
-    assert set(augmented.table.loc[augmented.table["origin"] == "synthetic", "split"]) == {
-        "train"}
-    run = json.loads((tmp_path / "demo" / "run.json").read_text())
-    assert run["command"] == "demo" and run["completed"] is True
-    run_demo(tmp_path / "demo", config, say=lambda _: None)  # an earlier demo is replaced
+    assert "DEMO SIZE" in text and "smaller images, networks" in text
+
+    config = load_experiment_config(demo_config_path(), TINY)
+    expected = {(c.bone, c.name) for c in conditions(config)}
+    assert {(b, c) for b, c in zip(result.summary["bone"], result.summary["condition"],
+                                   strict=True)} == expected
+    # every strategy of the issue is in the demo, and the table says so
+    strategies = set(result.summary["strategy"])
+    assert strategies == {"baseline", "weighted", "oversample", "classic", "copypaste", "gan",
+                          "gan-gated", "gan-transfer", "oracle", "tstr"}
+    for name in ("baseline", "gan-r3", "gan-transfer-r3-from-tibia", "oracle-r3", "tstr-r3"):
+        assert name in result.table
+
+    # rarity: train positives subsampled; val/test keep every image, and are all real
+    data = load_manifest(run / "data" / "manifest.csv")
+    table = data.table
+    assert set(table["origin"]) == {"real"}
+    pool = load_manifest(run / "data" / "oracle-pool.csv").table
+    assert set(pool["split"]) == {"train"} and set(pool["label"]) == {1}
+    assert not set(pool["image_id"]) & set(table["image_id"])
+    # no synthetic image in any prediction: every predicted id is a real test image
+    predictions = pd.read_csv(run / "evaluation" / "predictions.csv", dtype={"image_id": str})
+    test_ids = set(table.loc[table["split"] == "test", "image_id"])
+    assert set(predictions["image_id"]) <= test_ids
+    assert not predictions["image_id"].str.startswith(("syn-", "cp-")).any()
+    for folder in (run / "synth").glob("*/*"):
+        synthetic = load_manifest(folder / "synthetic.csv").table
+        assert set(synthetic["split"]) == {"train"} and set(synthetic["origin"]) == {"synthetic"}
+
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "https://" not in html
+    assert (run / "results.csv").is_file()
+    gate = json.loads((run / "evaluation" / "gate.json").read_text())
+    assert {g["bone"] for g in gate["bones"]} == {"femur", "tibia"}
+
+    # a second run finds every stage done: nothing is retrained, same results
+    stamp = (run / "cls" / "femur" / "baseline" / "seed0" / "model.pt").stat().st_mtime_ns
+    again: list[str] = []
+    result2 = run_demo(run, say=again.append, overrides=TINY)
+    assert any("] classifier 1/" in line for line in lines)
+    assert not any("] classifier " in line or "] CycleGAN" in line for line in again)
+    assert (run / "cls" / "femur" / "baseline" / "seed0" / "model.pt").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(result.summary, result2.summary)
+
+    # the config of a run cannot change under it
+    with pytest.raises(BoneaugError, match="another config"):
+        run_demo(run, say=lambda _: None, overrides={**TINY, "protocol.seeds": 2})
 
 
-def test_demo_refuses_a_foreign_folder(tmp_path):
+def test_experiment_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("data")
     with pytest.raises(BoneaugError, match="not empty"):
-        run_demo(tmp_path, DemoConfig(iterations=1), say=lambda _: None)
+        run_demo(tmp_path, say=lambda _: None, overrides=TINY)
     assert (tmp_path / "mine.txt").read_text() == "data"

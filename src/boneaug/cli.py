@@ -183,7 +183,7 @@ def gan_train(
 
 @app.command()
 def synthesize(
-    generator: Path = typer.Option(..., help="generator_healthy_to_lesion.pt of `gan train`"),
+    generator: Path = typer.Option(None, help="generator_healthy_to_lesion.pt of `gan train`"),
     manifest: Path = typer.Option(..., "--manifest", help="A split manifest"),
     bone: str = typer.Option(..., help="Bone to paint lesions on (another bone's generator "
                              "transfers)"),
@@ -203,16 +203,23 @@ def synthesize(
     lesion_stats: Path = typer.Option(None, help="lesion_stats.json to place lesions by, "
                                       "instead of the generator's own"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    copy_paste: Path = typer.Option(None, help="Instead of a generator: paste the real lesion "
+                                    "patches of this patch folder (PATCHES/<bone>), the "
+                                    "copy-paste baseline"),
 ) -> None:
     """Paint generated lesions onto normal train radiographs of BONE."""
     from boneaug.data.manifest import load_manifest
+    from boneaug.synth import copy_paste_translator
     from boneaug.synth import synthesize as run_synthesis
 
+    if (generator is None) == (copy_paste is None):
+        raise BoneaugError("give exactly one of --generator and --copy-paste")
+    translator = copy_paste_translator(copy_paste, seed) if copy_paste is not None else None
     report = run_synthesis(
-        generator, load_manifest(manifest), bone, out, count=count, ratio=ratio, seed=seed,
-        batch_size=batch_size, feather=feather, margin=margin,
+        generator or copy_paste, load_manifest(manifest), bone, out, count=count, ratio=ratio,
+        seed=seed, batch_size=batch_size, feather=feather, margin=margin,
         negatives_from=tuple(n.lower() for n in negatives_from), lesion_stats=lesion_stats,
-        device=device)
+        device=device, translator=translator)
     if report.out_dir is None:  # a non-zero rank under torchrun: rank 0 reports
         return
     for warning in report.warnings:
@@ -308,15 +315,84 @@ def _report(report) -> None:
 
 
 @app.command()
+def classify(
+    manifest: Path = typer.Option(..., "--manifest", help="A split manifest (real images; an "
+                                  "augmented.csv brings its synthetic rows)"),
+    strategy: str = typer.Option(..., help="baseline, weighted, oversample, classic, "
+                                 "copypaste, gan, gan-gated, gan-transfer, oracle or tstr"),
+    out: Path = typer.Option(..., "--out", help="Folder for model.pt, predictions.csv, "
+                             "metrics.json"),
+    bone: str = typer.Option(None, help="Train on this bone only (default: pooled over bones)"),
+    extra: Path = typer.Option(None, help="Manifest of extra positives: a synthesis run's "
+                               "synthetic.csv, or held-back real positives for the oracle"),
+    ratio: float = typer.Option(None, help="Extra (or repeated) positives per real positive"),
+    negatives_from: list[str] = typer.Option([], help="Extra bone/region whose normals are "
+                                             "normals of BONE (repeatable)"),
+    config: Path = typer.Option(None, help="YAML with classifier settings (or a "
+                                "`classifier:` section)"),
+    set_: list[str] = typer.Option([], "--set", help="Override a classifier setting, "
+                                   "KEY=VALUE (repeatable), e.g. --set epochs=10"),
+    seed: int = typer.Option(0, help="Random seed"),
+) -> None:
+    """Train one lesion classifier with one strategy; predict the real test split."""
+    from boneaug.classify import ClassifierConfig
+    from boneaug.classify import classify as run_classify
+    from boneaug.config import load_yaml, parse_overrides, section
+    from boneaug.data.manifest import load_manifest
+
+    settings = section(load_yaml(config), "classifier", config) if config else {}
+    settings = {**settings, **parse_overrides(set_)}
+    cls_config = ClassifierConfig.from_dict(settings)
+    report = run_classify(
+        load_manifest(manifest), strategy, out, config=cls_config,
+        bone=bone.strip().lower() if bone else None,
+        extra=load_manifest(extra) if extra else None, ratio=ratio, seed=seed,
+        negatives_from=tuple(n.lower() for n in negatives_from),
+        on_epoch=lambda r: typer.echo(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, "
+                                      f"val AUC {r['val_auc']:.3f}", err=True))
+    typer.echo(f"{strategy}: test ROC AUC {report.test_auc:.3f}, PR AUC "
+               f"{report.test_pr_auc:.3f}, sensitivity at 90% specificity "
+               f"{report.test_sens90:.3f} (epoch {report.best_epoch}, val AUC "
+               f"{report.val_auc:.3f}) -> {report.out_dir}")
+
+
+@app.command()
+def experiment(
+    config: Path = typer.Option(..., help="Experiment YAML, e.g. configs/phantom-demo.yaml"),
+    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<config name>)"),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting, SECTION.KEY=VALUE "
+                                   "(repeatable), e.g. --set protocol.seeds=1"),
+    fresh: bool = typer.Option(False, help="Start the run folder again instead of resuming"),
+) -> None:
+    """Run the whole protocol of a config (resumable), print the results, write the report."""
+    from boneaug.config import parse_overrides
+    from boneaug.experiment import load_experiment_config, run_experiment
+
+    cfg = load_experiment_config(config, parse_overrides(set_))
+    result = run_experiment(cfg, out or Path("runs") / config.stem, say=typer.echo,
+                            fresh=fresh)
+    typer.echo("\n" + result.table)
+    typer.echo(f"\ndone in {result.seconds / 60:.1f} min; report: {result.report}")
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="An experiment's run folder")) -> None:
+    """Write RUN/report.html (self-contained) and RUN/results.csv from a run's predictions."""
+    from boneaug.experiment.report import write_report
+
+    paths = write_report(run)
+    typer.echo(f"wrote {paths.html} and {paths.csv}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder"),
-    seed: int = typer.Option(0, help="Random seed"),
-    iterations: int = typer.Option(1500, min=1, help="CycleGAN iterations"),
+    fresh: bool = typer.Option(False, help="Start again instead of resuming an earlier demo"),
 ) -> None:
-    """The main job on the built-in phantom data: every stage built so far, in minutes."""
-    from boneaug.experiment.demo import DemoConfig, run_demo
+    """The main job on the built-in phantom data: configs/phantom-demo.yaml, in minutes."""
+    from boneaug.experiment.demo import run_demo
 
-    run_demo(out, DemoConfig(seed=seed, iterations=iterations), say=typer.echo)
+    run_demo(out, say=typer.echo, fresh=fresh)
 
 
 def main() -> None:

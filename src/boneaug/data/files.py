@@ -1,4 +1,5 @@
-"""Atomic writes: a reader never sees a half-written file, and a failure leaves none."""
+"""Atomic writes (a reader never sees a half-written file, and a failure leaves none), and
+reading a CSV as text with one-line errors."""
 
 from __future__ import annotations
 
@@ -74,3 +75,24 @@ def check_out_dir(out_dir: str | Path, command: str) -> None:
         raise BoneaugError(f"{out_dir}: folder is not empty and is not an earlier "
                            f"`boneaug {command}` output (no run.json of it); choose an empty "
                            "or new folder")
+
+
+def read_csv_text(path: str | Path, what: str, error: type[Exception] | None = None) -> Any:
+    """A CSV as a pandas table of strings (no NA guessing: "NA" and "007" stay as written).
+
+    A missing or unreadable file raises `error` (default `BoneaugError`) in one line that
+    names the file and `what` it should have been ("manifest", "predictions").
+    """
+    import pandas as pd
+
+    from boneaug.errors import BoneaugError
+
+    error = error or BoneaugError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"{path}: not a readable {what} CSV ({reason})") from None

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from boneaug.data.files import atomic_path
+from boneaug.data.files import atomic_path, read_csv_text
 from boneaug.data.imageio import image_size
 from boneaug.errors import BoneaugError, ManifestError
 
@@ -197,12 +197,7 @@ def read_manifest(path: str | Path) -> tuple[Manifest, list[Problem]]:
     """
     path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise ManifestError(f"{name}: no such manifest file")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{name}: not a readable CSV ({str(exc).strip()})") from None
+    raw = read_csv_text(path, "manifest", ManifestError)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise ManifestError(f"{name}: missing required column(s) {', '.join(missing)}; "

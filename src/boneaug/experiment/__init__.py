@@ -1,8 +1,23 @@
-"""boneaug.experiment: the protocol (issue 4) and, for now, the demo of the stages built.
+"""boneaug.experiment: the whole protocol from one YAML config, the report, and the demo.
 
-Public face: `run_demo`, `DemoConfig`.
+Public face: `load_experiment_config` / `experiment_config` -> `ExperimentConfig`,
+`run_experiment(config, out_dir)` -> `ExperimentResult`, `conditions(config)`,
+`write_report(run_dir)` (in `boneaug.experiment.report`), `run_demo(out_dir)`.
 """
 
-from boneaug.experiment.demo import DemoConfig, run_demo
+from boneaug.experiment.config import (
+    ExperimentConfig,
+    experiment_config,
+    load_experiment_config,
+)
+from boneaug.experiment.demo import demo_config_path, run_demo
+from boneaug.experiment.protocol import (
+    Condition,
+    ExperimentResult,
+    conditions,
+    run_experiment,
+)
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["Condition", "ExperimentConfig", "ExperimentResult", "conditions",
+           "demo_config_path", "experiment_config", "load_experiment_config", "run_demo",
+           "run_experiment"]

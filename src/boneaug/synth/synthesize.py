@@ -66,7 +66,9 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
                count: int | None = None, ratio: float | None = None, seed: int = 0,
                batch_size: int = 16, feather: float = 0.25, margin: float = 0.5,
                negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
-               device: str = "auto", progress: bool = True) -> SynthReport:
+               device: str = "auto", progress: bool = True,
+               translator: tuple[torch.nn.Module, dict[str, Any]] | None = None
+               ) -> SynthReport:
     """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
 
     Args:
@@ -80,6 +82,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         feather, margin: the blend (`blend.blend_mask`): the change is added in full over
             the lesion box and fades out `margin` times its half size beyond it.
         device: "auto" (CUDA if present), "cpu" or "cuda".
+        translator: instead of loading `generator`, a module mapping healthy patches to
+            lesion patches (in the generator's [-1, 1] range) and its info (``sha256``,
+            ``patch_size``, ``bone``, ``lesion_stats``, ``patches``, ``method``); this is
+            how `copy_paste_translator` pastes real lesions with the same blending.
     """
     started = time.time()
     out_dir = Path(out_dir)
@@ -87,7 +93,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     bone = bone.strip().lower()
     ranks = join(device)
     torch_device = pick_device(device, ranks)
-    model, info = load_generator(generator, torch_device)
+    if translator is None:
+        model, info = load_generator(generator, torch_device)
+    else:
+        model, info = translator[0].to(torch_device), translator[1]
     stats_doc, stats_source = _stats(info, generator, lesion_stats)
     stats = usable_stats(stats_doc, stats_source)
     generator_bone = str(info.get("bone") or stats_doc.get("bone") or "unknown")
@@ -120,8 +129,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     jobs: list[tuple[int, int]] = []  # (image index, manifest row); a source's jobs adjacent
     for k, position in enumerate(order):
         jobs += [(len(jobs) + j, sources[position]) for j in range(per_source[k])]
-    clash = sorted(set(table["image_id"]) & {f"{id_prefix(bone, generator_bone, seed)}-{i:05d}"
-                                             for i, _ in jobs})
+    prefix = id_prefix(bone, generator_bone, seed, info.get("method", "cyclegan"))
+    clash = sorted(set(table["image_id"]) & {f"{prefix}-{i:05d}" for i, _ in jobs})
     if clash:
         raise BoneaugError(f"{name}: already has synthetic image {clash[0]} (and "
                            f"{len(clash) - 1} more) of this bone and seed; use another --seed "
@@ -178,7 +187,7 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     bar = tqdm(total=len(jobs), desc=f"synthesize {bone}", unit="img", file=sys.stderr,
                disable=not progress or not sys.stderr.isatty())
-    prefix = id_prefix(bone, generator_bone, seed)
+    prefix = id_prefix(bone, generator_bone, seed, info.get("method", "cyclegan"))
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         sites: list[Site] = []
@@ -218,11 +227,13 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
                 rel = f"images/{image_id}.dcm"
                 write_synthetic_dicom(staging / rel, result, source_path,
                                       f"Lesion synthesised at {list(site.lesion_box)} by "
-                                      f"CycleGAN generator sha256 {info['sha256'][:16]}")
+                                      f"{info.get('method', 'cyclegan')} sha256 "
+                                      f"{info['sha256'][:16]}")
             else:
                 rel = f"images/{image_id}.png"
                 write_png16(staging / rel, result)
             provenance = {
+                "method": info.get("method", "cyclegan"),
                 "generator": str(generator), "generator_sha256": info["sha256"],
                 "generator_bone": generator_bone, "target_bone": bone,
                 "source_image_id": str(source["image_id"]), "source_path": str(source_path),
@@ -239,6 +250,10 @@ def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Modu
                 "provenance": json.dumps(provenance, sort_keys=True),
                 "source_image_id": str(source["image_id"]), "generator_bone": generator_bone,
                 "seam_ratio": round(seam, 4) if np.isfinite(seam) else float("nan"),
+                # the source's bone mask fits the synthetic image too: a classifier that
+                # crops to the bone then crops real and synthetic images alike
+                "bone_mask_path": _beside(manifest, str(source.get("bone_mask_path", "")),
+                                          staging),
                 "_index": index,
             })
             if len(sheet) < 8:
@@ -266,10 +281,22 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device)
 # --------------------------------------------------------------------------- bookkeeping
 
 
-def id_prefix(bone: str, generator_bone: str, seed: int) -> str:
-    """``syn-<bone>[-from-<generator bone>]-s<seed>``: ids never clash across seeds."""
+def id_prefix(bone: str, generator_bone: str, seed: int, method: str = "cyclegan") -> str:
+    """``syn-<bone>[-from-<generator bone>]-s<seed>``: ids never clash across seeds.
+
+    Copy-paste images start with ``cp-`` instead of ``syn-``.
+    """
     transfer = "" if generator_bone in (bone, "unknown") else f"-from-{generator_bone}"
-    return f"syn-{bone}{transfer}-s{seed}"
+    start = "cp" if method == "copypaste" else "syn"
+    return f"{start}-{bone}{transfer}-s{seed}"
+
+
+def _beside(manifest: Manifest, mask_path: str, staging: Path) -> str:
+    """A source file path rewritten relative to the staging folder, which is a sibling of
+    (so at the same depth as) the output folder it becomes."""
+    if not mask_path:
+        return ""
+    return os.path.relpath(manifest.resolve(mask_path).resolve(), staging.resolve())
 
 
 def _how_many(count: int | None, ratio: float | None, real_positives: int, bone: str,

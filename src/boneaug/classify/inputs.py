@@ -1,0 +1,100 @@
+"""Classifier inputs: a radiograph (or its bone's bounding crop) as a fixed-size square.
+
+`classifier_input` turns one radiograph into a `(size, size)` float32 array in `[0, 1]`:
+the bone's bounding box (from the exact bone mask where the manifest has one, else the
+estimated bone region, `boneaug.patches.bone_region`) plus a margin, resized so that its
+longer side is `size` with the aspect ratio kept, and centred on a black square (black is
+the radiograph background). Real and synthetic rows go through the same function, and
+synthetic rows carry their source's bone mask, so the crop cannot tell them apart.
+
+`load_inputs` does this for many rows, with an optional on-disk cache keyed by the
+resolved image path and the settings, so that the dozens of classifiers of an experiment
+read and crop each radiograph once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from boneaug.data import Manifest, read_image
+from boneaug.data.files import atomic_path
+from boneaug.errors import BoneaugError
+from boneaug.patches import bone_region, region_bbox, resize_to
+
+CROPS = ("bone", "image")
+BONE_MARGIN = 0.05  # of the bone box's longer side, on every side
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize `(H, W)` so that its longer side is `size`, centred on a black `(size, size)`."""
+    height, width = image.shape
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    resized = np.clip(resize_to(image, new_h, new_w), 0.0, 1.0)
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = resized
+    return out
+
+
+def bone_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The bounding box of `mask` widened by `BONE_MARGIN`, clipped to the image."""
+    box = region_bbox(mask)
+    if box is None:  # no bone found: the whole image is the honest fallback
+        return image
+    x0, y0, x1, y1 = box
+    pad = round(BONE_MARGIN * max(x1 - x0, y1 - y0))
+    height, width = image.shape
+    return image[max(0, y0 - pad):min(height, y1 + pad), max(0, x0 - pad):min(width, x1 + pad)]
+
+
+def classifier_input(manifest: Manifest, row: dict, size: int, crop: str = "bone"
+                     ) -> np.ndarray:
+    """One row's classifier input: `(size, size)` float32 in `[0, 1]`."""
+    if crop not in CROPS:
+        raise BoneaugError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+    image = read_image(manifest.resolve(row["path"]))
+    if crop == "bone":
+        mask, _ = bone_region(manifest, row, image)
+        image = bone_crop(image, mask)
+    return fit_square(image, size)
+
+
+def _cache_key(path: Path, size: int, crop: str, mask: str) -> str:
+    text = json.dumps([str(path), size, crop, mask])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load_inputs(manifest: Manifest, rows: list | None, size: int, crop: str = "bone",
+                cache_dir: str | Path | None = None) -> np.ndarray:
+    """Classifier inputs of `rows` (index labels of `manifest.table`; all when None).
+
+    Returns `(N, size, size)` float32 in `[0, 1]`. With `cache_dir`, each input is stored
+    there as a small ``.npy`` named by a hash of its resolved path and the settings, and
+    read back on the next call (the radiographs of a run never change under it).
+    """
+    table = manifest.table
+    rows = list(table.index) if rows is None else list(rows)
+    out = np.zeros((len(rows), size, size), np.float32)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    for i, row_id in enumerate(rows):
+        row = table.loc[row_id].to_dict()
+        if cache is None:
+            out[i] = classifier_input(manifest, row, size, crop)
+            continue
+        path = manifest.resolve(row["path"]).resolve()
+        mask = str(row.get("bone_mask_path", "") or "")
+        file = cache / f"{_cache_key(path, size, crop, mask)}.npy"
+        if file.is_file():
+            out[i] = np.load(file)
+            continue
+        out[i] = classifier_input(manifest, row, size, crop)
+        with atomic_path(file) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, out[i])
+    return out

@@ -1,0 +1,131 @@
+"""`boneaug classify`: one strategy, one seed -> a trained classifier and its test predictions.
+
+Outputs in ``out_dir`` (written into a staging folder beside it, moved in when complete):
+
+- ``model.pt``: the chosen epoch's weights, the classifier config and the selection info;
+- ``history.csv``: train loss, val AUC and val loss per epoch;
+- ``predictions.csv``: one row per real *test* image: image_id, bone, label, score;
+- ``metrics.json``: test ROC AUC, PR AUC, sensitivity at 90 % specificity, the chosen
+  epoch, its val AUC and the training-set counts;
+- ``run.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from boneaug.classify.inputs import load_inputs
+from boneaug.classify.metrics import pr_auc, roc_auc, sensitivity_at_specificity
+from boneaug.classify.strategies import select
+from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
+from boneaug.data import Manifest
+from boneaug.data.files import atomic_path, check_out_dir, write_json_atomic
+from boneaug.data.runinfo import write_run_json
+
+
+@dataclass
+class ClassifyReport:
+    out_dir: Path
+    predictions: Path
+    test_auc: float
+    test_pr_auc: float
+    test_sens90: float
+    val_auc: float
+    best_epoch: int
+    info: dict[str, Any]
+
+
+def test_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC and sensitivity at 90 % specificity of one set of test scores."""
+    return {"auc": roc_auc(labels, scores), "pr_auc": pr_auc(labels, scores),
+            "sens90": sensitivity_at_specificity(labels, scores, 0.9)}
+
+
+def build_training_set(manifest: Manifest, strategy: str, config: ClassifierConfig, *,
+                       bone: str | None = None, extra: Manifest | None = None,
+                       ratio: float | None = None, seed: int = 0,
+                       cache_dir: str | Path | None = None,
+                       negatives_from: tuple[str, ...] = ()
+                       ) -> tuple[TrainingSet, tuple[np.ndarray, np.ndarray],
+                                  tuple[np.ndarray, np.ndarray, list[str]]]:
+    """The strategy's training set, the (inputs, labels) of val and of test (+ test ids)."""
+    sel = select(manifest, strategy, bone=bone, extra=extra, ratio=ratio, seed=seed,
+                 negatives_from=negatives_from)
+    table = manifest.table
+
+    def inputs(source: Manifest, rows: list) -> np.ndarray:
+        return load_inputs(source, rows, config.size, config.crop, cache_dir)
+
+    train_x = inputs(manifest, sel.train)
+    train_y = table.loc[sel.train, "label"].to_numpy(np.int64)
+    if sel.extra:
+        assert sel.extra_manifest is not None
+        train_x = np.concatenate([train_x, inputs(sel.extra_manifest, sel.extra)])
+        train_y = np.concatenate([train_y, np.ones(len(sel.extra), np.int64)])
+    repeat = np.where(train_y == 1, sel.repeat_positives, 1).astype(np.int64)
+    training = TrainingSet(train_x, train_y, repeat=repeat, pos_weight=sel.pos_weight,
+                           augment=sel.augment, info=dict(sel.info or {}))
+    val = (inputs(manifest, sel.val), table.loc[sel.val, "label"].to_numpy(np.int64))
+    test = (inputs(manifest, sel.test), table.loc[sel.test, "label"].to_numpy(np.int64),
+            table.loc[sel.test, "image_id"].astype(str).tolist())
+    return training, val, test
+
+
+def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
+             config: ClassifierConfig | None = None, bone: str | None = None,
+             extra: Manifest | None = None, ratio: float | None = None, seed: int = 0,
+             cache_dir: str | Path | None = None, negatives_from: tuple[str, ...] = (),
+             on_epoch: Any = None) -> ClassifyReport:
+    """Train `strategy`'s classifier of `bone` (None: pooled over bones); see module doc."""
+    started = time.time()
+    config = config or ClassifierConfig()
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, "classify")
+    training, (val_x, val_y), (test_x, test_y, test_ids) = build_training_set(
+        manifest, strategy, config, bone=bone, extra=extra, ratio=ratio, seed=seed,
+        cache_dir=cache_dir, negatives_from=negatives_from)
+    trained = train_classifier(training, val_x, val_y, config, seed=seed, on_epoch=on_epoch)
+    scores = predict(trained.model, test_x, config)
+    metrics = test_metrics(test_y, scores)
+    info = dict(training.info)
+    info.update({"n_train": int(len(training.labels)), "seed": seed,
+                 "extra_manifest": str(extra.source) if extra is not None else None})
+
+    staging = out_dir.resolve().parent / f".{out_dir.resolve().name}.classify.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with atomic_path(staging / "model.pt") as tmp:
+            torch.save({"state_dict": trained.model.state_dict(), "config": config.to_dict(),
+                        "selection": info}, tmp)
+        pd.DataFrame(trained.history).to_csv(staging / "history.csv", index=False)
+        bone_of = manifest.table.set_index(manifest.table["image_id"].astype(str))["bone"]
+        pd.DataFrame({"image_id": test_ids, "bone": [bone_of[i] for i in test_ids],
+                      "label": test_y, "score": scores}).to_csv(
+            staging / "predictions.csv", index=False)
+        summary = {"test": metrics, "best_epoch": trained.best_epoch,
+                   "val_auc": trained.best_val_auc, "epochs_run": len(trained.history),
+                   "train_seconds": round(trained.seconds, 2), "device": trained.device,
+                   "n_test": len(test_ids), "n_test_pos": int(test_y.sum()), **info}
+        write_json_atomic(staging / "metrics.json", summary)
+        write_run_json(staging, "classify", {"strategy": strategy, "bone": bone,
+                                             "ratio": ratio, "classifier": config.to_dict(),
+                                             "manifest": str(manifest.source)}, seed, started,
+                       extra={"metrics": metrics})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ClassifyReport(out_dir, out_dir / "predictions.csv", metrics["auc"],
+                          metrics["pr_auc"], metrics["sens90"], trained.best_val_auc,
+                          trained.best_epoch, info)

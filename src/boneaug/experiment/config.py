@@ -1,0 +1,209 @@
+"""The experiment's YAML config: plain dataclasses, validated with one-line errors.
+
+A config has the sections ``data``, ``patches``, ``gan``, ``synthesis``, ``classifier``
+and ``protocol`` plus ``name`` and ``seed``; see configs/phantom-demo.yaml for every key
+with a comment. Unknown keys are refused (a typo must not silently run the default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from boneaug.classify import STRATEGIES, ClassifierConfig
+from boneaug.config import load_yaml
+from boneaug.errors import BoneaugError
+from boneaug.gan import GanConfig
+
+SWEEPABLE = ("oversample", "copypaste", "gan", "oracle")
+
+
+def _take(cls: type, values: Any, where: str) -> Any:
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise BoneaugError(f"{where}: must be a mapping of settings")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
+                           f"{', '.join(sorted(known))})")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise BoneaugError(f"{where}: {exc}") from None
+
+
+@dataclass
+class DataConfig:
+    """Where the radiographs come from and how rarity is simulated."""
+
+    source: str = "phantom"          # "phantom" or "manifest"
+    manifest: str | None = None      # source: manifest -> a boneaug manifest (e.g. imported BTXRD)
+    bones: list[str] = field(default_factory=lambda: ["femur", "tibia", "humerus"])
+    # phantom only (per bone): normal and lesion images, side, difficulty, distractors
+    normal: int = 300
+    lesion: int = 200
+    size: int = 256
+    difficulty: float = 0.5
+    distractors: bool = True
+    # the patient-level split (when the manifest has none, or always for the phantom)
+    val: float = 0.2
+    test: float = 0.3
+    group_by: str | None = None
+    # training positives of each bone subsampled to this share of its training images;
+    # val and test keep every image. null keeps every positive.
+    prevalence: float | None = 0.03
+    # bone -> bone/region names whose normals are also normals of that bone (BTXRD)
+    negatives_from: dict[str, list[str]] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if self.source not in ("phantom", "manifest"):
+            raise BoneaugError(f"{where}.source: must be phantom or manifest, got "
+                               f"{self.source!r}")
+        if self.source == "manifest" and not self.manifest:
+            raise BoneaugError(f"{where}.manifest: needed when source is manifest")
+        if not self.bones or not all(isinstance(b, str) for b in self.bones):
+            raise BoneaugError(f"{where}.bones: a non-empty list of bone names")
+        self.bones = [b.strip().lower() for b in self.bones]
+        if self.prevalence is not None and not 0 < self.prevalence < 1:
+            raise BoneaugError(f"{where}.prevalence: must be in (0, 1) or null, got "
+                               f"{self.prevalence}")
+        if not (0 <= self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
+            raise BoneaugError(f"{where}: need 0 <= val, 0 < test and val + test < 1")
+        for key in ("normal", "lesion", "size"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise BoneaugError(f"{where}.{key}: must be a positive whole number")
+
+
+@dataclass
+class PatchesConfig:
+    size: int = 64
+    per_lesion: int = 24
+    healthy_per_image: int = 6
+    context: float = 0.5
+
+
+@dataclass
+class SynthesisConfig:
+    feather: float = 0.25
+    margin: float = 0.5
+    batch_size: int = 16
+    # the generator bone's lesion sizes place transferred lesions ("generator"), or the
+    # target bone's own real lesion statistics ("target")
+    transfer_lesion_stats: str = "target"
+
+
+@dataclass
+class GateConfig:
+    """The quality gate on synthetic positives (strategy gan-gated)."""
+
+    # keep a synthetic image if the real-data classifier scores it above this quantile
+    # of its scores on the real val normals ...
+    normal_quantile: float = 0.5
+    # ... and its lesion box differs from the source by at least this mean |change|
+    min_change: float = 0.01
+
+
+@dataclass
+class ProtocolConfig:
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    ratios: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0])
+    main_ratio: float = 3.0          # the ratio of strategies that are not swept
+    sweep: list[str] = field(default_factory=lambda: ["gan", "oracle"])
+    seeds: int = 3
+    transfer_from: list[str] | None = None   # generator bones for gan-transfer (None: all)
+    gate: GateConfig = field(default_factory=GateConfig)
+    n_boot: int = 2000
+
+    def validate(self, where: str) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise BoneaugError(f"{where}.strategies: unknown {unknown[0]!r} (known: "
+                               f"{', '.join(STRATEGIES)})")
+        if "baseline" not in self.strategies:
+            raise BoneaugError(f"{where}.strategies: must include baseline (every test is "
+                               "against it)")
+        bad_sweep = [s for s in self.sweep if s not in SWEEPABLE]
+        if bad_sweep:
+            raise BoneaugError(f"{where}.sweep: {bad_sweep[0]!r} has no ratio (sweepable: "
+                               f"{', '.join(SWEEPABLE)})")
+        for r in [*self.ratios, self.main_ratio]:
+            if not isinstance(r, int | float) or not math.isfinite(r) or r <= 0:
+                raise BoneaugError(f"{where}: ratios must be positive numbers, got {r!r}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise BoneaugError(f"{where}.seeds: must be a positive whole number")
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    patches: PatchesConfig = field(default_factory=PatchesConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    note: str = ""                   # printed at the start (e.g. "smaller than the benchmark")
+    source: str = ""                 # the YAML file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["gan"] = self.gan.to_dict()
+        return out
+
+
+def experiment_config(values: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig` from a YAML mapping."""
+    known = {f.name for f in fields(ExperimentConfig)} - {"source"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BoneaugError(f"{where}: unknown section {unknown[0]!r} (known: "
+                           f"{', '.join(sorted(known))})")
+    data = _take(DataConfig, values.get("data"), f"{where}: data")
+    data.validate(f"{where}: data")
+    protocol_values = dict(values.get("protocol") or {})
+    gate = _take(GateConfig, protocol_values.pop("gate", None), f"{where}: protocol.gate")
+    protocol = _take(ProtocolConfig, protocol_values, f"{where}: protocol")
+    protocol.gate = gate
+    protocol.validate(f"{where}: protocol")
+    if data.source != "phantom" and "oracle" in protocol.strategies:
+        raise BoneaugError(f"{where}: protocol.strategies: oracle needs held-back real "
+                           "positives, which only the phantom can make; remove it")
+    gan_values = values.get("gan") or {}
+    if not isinstance(gan_values, dict):
+        raise BoneaugError(f"{where}: gan must be a mapping of settings")
+    classifier_values = values.get("classifier") or {}
+    if not isinstance(classifier_values, dict):
+        raise BoneaugError(f"{where}: classifier must be a mapping of settings")
+    seed = values.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise BoneaugError(f"{where}: seed must be a whole number, got {seed!r}")
+    return ExperimentConfig(
+        name=str(values.get("name", "experiment")), seed=seed, data=data,
+        patches=_take(PatchesConfig, values.get("patches"), f"{where}: patches"),
+        gan=GanConfig.from_dict({"seed": seed, **gan_values}),
+        synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
+        classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
+        protocol=protocol, note=str(values.get("note", "")))
+
+
+def load_experiment_config(path: str | Path, overrides: dict[str, Any] | None = None
+                           ) -> ExperimentConfig:
+    """Read a YAML config; `overrides` are dotted keys (``protocol.seeds=1``)."""
+    values = load_yaml(path)
+    for key, value in (overrides or {}).items():
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise BoneaugError(f"--set {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    config = experiment_config(values, str(path))
+    config.source = str(path)
+    return config

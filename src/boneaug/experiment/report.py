@@ -1,0 +1,1105 @@
+"""The report of an experiment run: ``results.csv`` and one self-contained ``report.html``.
+
+`write_report(run_dir)` reads what an experiment wrote into ``run_dir`` (layout below),
+summarises the classifiers' test predictions with `boneaug.classify.evaluate.summarise`
+and writes
+
+- ``results.csv``: the summary, one row per (bone, condition);
+- ``report.html``: one file that opens offline. Figures are embedded as base64 PNG data
+  URIs and the CSS is inline; nothing links to a network resource, so the report can be
+  mailed or archived and still shows everything.
+
+Inputs (only the predictions are required; a missing optional input makes its section say
+"not in this run"):
+
+- ``evaluation/predictions.csv`` (required), ``evaluation/runs.csv``,
+  ``evaluation/gate.json``;
+- ``config.yaml``, ``run.json``;
+- ``patches/<bone>/lesion/patches.npy`` (uint16 ``(N, P, P)``, value / 65535 in ``[0, 1]``);
+- ``synth/gan/<bone>-s<seed>/``, ``synth/gan/<bone>-from-<gbone>-s<seed>/`` and
+  ``synth/copypaste/<bone>-s<seed>/``, each with a ``synthetic.csv`` manifest.
+
+Every piece of text that comes from a file is HTML-escaped before it enters the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from boneaug.classify.evaluate import STRATEGY_ORDER, read_predictions, summarise
+from boneaug.classify.metrics import roc_curve
+from boneaug.data import load_manifest, read_image
+from boneaug.data.files import atomic_path, write_text_atomic
+from boneaug.errors import BoneaugError
+from boneaug.patches import resize_square
+
+NOT_IN_RUN = "not in this run"
+SAMPLES_PER_ROW = 8
+DEFAULT_PATCH = 64  # sample tile side when the run has no real patches to match
+SECTIONS = (
+    "1. The run",
+    "2. Results",
+    "3. ROC curves",
+    "4. AUC against the synthetic ratio",
+    "5. Generator transfer",
+    "6. Quality gate",
+    "7. Sample sheets",
+    "8. Classifier runs",
+    "9. Config and versions",
+)
+STRATEGY_MEANING = {
+    "baseline": "real training images only",
+    "weighted": "real images, loss weighted by inverse class frequency",
+    "classic": "real images with classic augmentation (flips, intensity, small affine)",
+    "oversample": "real lesion images repeated (ratio = extra copies per real positive)",
+    "copypaste": "real lesion patches pasted onto lesion-free radiographs",
+    "gan": "CycleGAN lesions painted onto lesion-free radiographs of the same bone",
+    "gan-gated": "as gan, after the quality gate dropped the least plausible synthetics",
+    "gan-transfer": "as gan, with the generator trained on another bone",
+    "oracle": "extra REAL lesion images (possible only on the phantom): the upper bound",
+    "tstr": "train on synthetic positives + real negatives only, test on real",
+}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where the report went: the HTML page and the summary CSV."""
+
+    html: Path
+    csv: Path
+
+
+def write_report(run_dir: str | Path, n_boot: int = 2000) -> ReportPaths:
+    """Write ``run_dir/results.csv`` and ``run_dir/report.html`` for an experiment run.
+
+    `n_boot` is the number of bootstrap resamples of the test images behind each 95 %
+    confidence interval. Raises `BoneaugError` when ``evaluation/predictions.csv`` is
+    missing or unreadable; any other missing input only empties its section.
+    """
+    run = Path(run_dir)
+    predictions_path = run / "evaluation" / "predictions.csv"
+    if not predictions_path.is_file():
+        raise BoneaugError(f"{run}: no evaluation/predictions.csv; run the experiment first")
+    predictions = read_predictions(predictions_path)
+    summary = summarise(predictions, n_boot=n_boot, seed=0)
+
+    csv_path = run / "results.csv"
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False)
+
+    import matplotlib
+
+    # A headless backend, chosen before pyplot is imported: reports are written on servers
+    # without a display.
+    matplotlib.use("Agg")
+    inputs = _Inputs.read(run)
+    page = _Page(run, predictions, summary, inputs, n_boot)
+    html_path = run / "report.html"
+    write_text_atomic(html_path, page.render())
+    return ReportPaths(html=html_path, csv=csv_path)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class _Inputs:
+    """The optional inputs of a run; a None value means the file is absent, `notes` why."""
+
+    config: dict[str, Any] | None
+    config_text: str | None
+    run_info: dict[str, Any] | None
+    runs: pd.DataFrame | None
+    gate: dict[str, Any] | None
+    notes: dict[str, str]
+
+    @classmethod
+    def read(cls, run: Path) -> _Inputs:
+        notes: dict[str, str] = {}
+        config, config_text = None, None
+        path = run / "config.yaml"
+        if path.is_file():
+            try:
+                config_text = path.read_text(encoding="utf-8")
+                loaded = yaml.safe_load(config_text)
+                config = loaded if isinstance(loaded, dict) else {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                notes["config"] = f"{path.name} could not be read ({_first_line(exc)})"
+        run_info = _read_json(run / "run.json", notes, "run")
+        gate = _read_json(run / "evaluation" / "gate.json", notes, "gate")
+        runs = None
+        path = run / "evaluation" / "runs.csv"
+        if path.is_file():
+            try:
+                runs = pd.read_csv(path)
+            except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+                    pd.errors.EmptyDataError) as exc:
+                notes["runs"] = f"{path.name} could not be read ({_first_line(exc)})"
+        if config is None and run_info is not None and isinstance(run_info.get("config"), dict):
+            # run.json keeps the resolved config too; it stands in when config.yaml is gone.
+            config = run_info["config"]
+            if config_text is None:
+                config_text = yaml.safe_dump(config, sort_keys=False)
+                notes["config_source"] = ("config.yaml is not in this run; the config below "
+                                          "is the one recorded in run.json")
+        return cls(config, config_text, run_info, runs, gate, notes)
+
+
+def _read_json(path: Path, notes: dict[str, str], key: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        notes[key] = f"{path.name} could not be read ({_first_line(exc)})"
+        return None
+    if not isinstance(data, dict):
+        notes[key] = f"{path.name} is not a JSON object"
+        return None
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _esc(value: Any) -> str:
+    return html.escape(_text(value), quote=True)
+
+
+def _text(value: Any) -> str:
+    """A cell as text; NaN, None and pandas' missing values become empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):  # lists and arrays: not a scalar missing value
+        pass
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    number = _finite(value)
+    return "–" if number is None else f"{number:.{digits}f}"
+
+
+def _pm(mean: Any, sd: Any, digits: int = 3) -> str:
+    if _finite(mean) is None:
+        return "–"
+    if _finite(sd) is None:
+        return _num(mean, digits)
+    return f"{_num(mean, digits)} ± {_num(sd, digits)}"
+
+
+def _ci(estimate: Any, lo: Any, hi: Any) -> str:
+    if _finite(estimate) is None:
+        return "–"
+    if _finite(lo) is None or _finite(hi) is None:
+        return _num(estimate)
+    return f"{_num(estimate)} [{_num(lo)}, {_num(hi)}]"
+
+
+def _pvalue(value: Any) -> str:
+    number = _finite(value)
+    if number is None:
+        return "–"
+    return "&lt;0.001" if number < 0.001 else f"{number:.3f}"
+
+
+def _signed(value: Any) -> str:
+    number = _finite(value)
+    return "–" if number is None else f"{number:+.3f}"
+
+
+def _percent(value: Any) -> str:
+    number = _finite(value)
+    return "–" if number is None else f"{100 * number:.0f} %"
+
+
+def _ratio(value: Any) -> str:
+    number = _finite(value)
+    return "" if number is None else f"{number:g}"
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]],
+           row_classes: Iterable[str] | None = None) -> str:
+    """An HTML table; header and cells must already be escaped."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = []
+    classes = list(row_classes) if row_classes is not None else None
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _missing(what: str) -> str:
+    return f'<p class="missing">{html.escape(what)}: {NOT_IN_RUN}.</p>'
+
+
+def _figure(fig: Any, alt: str) -> str:
+    """Embed a matplotlib figure as a PNG data URI and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt, quote=True)}" '
+            f'src="data:image/png;base64,{data}"></figure>')
+
+
+def _strategy_rank(strategy: Any) -> int:
+    text = _text(strategy)
+    return STRATEGY_ORDER.index(text) if text in STRATEGY_ORDER else len(STRATEGY_ORDER)
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by bone, then strategy order, ratio, generator bone and condition name."""
+    if table.empty:
+        return table
+    key = pd.DataFrame({
+        "bone": table["bone"].map(_text),
+        "rank": table["strategy"].map(_strategy_rank),
+        "ratio": pd.to_numeric(table["ratio"], errors="coerce").fillna(-1.0),
+        "gen": table["generator_bone"].map(_text),
+        "condition": table["condition"].map(_text),
+    }, index=table.index)
+    order = key.sort_values(["bone", "rank", "ratio", "gen", "condition"]).index
+    return table.loc[order]
+
+
+def _same_ratio(a: Any, b: float | None) -> bool:
+    x = _finite(a)
+    return x is not None and b is not None and math.isclose(x, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #d0d4da; padding-bottom: 0.2em; margin-top: 2.2em; }
+h3 { margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #d0d4da; padding: 0.25em 0.55em; text-align: left;
+         vertical-align: top; }
+th { background: #f1f3f6; }
+tr.sig td { background: #fff4c2; font-weight: 600; }
+tr.sig-worse td { background: #fbd9d3; font-weight: 600; }
+tr.base td { background: #f4f6f9; }
+pre { background: #f6f8fa; border: 1px solid #d0d4da; padding: 0.8em; overflow-x: auto;
+      font-size: 0.85em; }
+figure { margin: 0.8em 0; }
+figure img { max-width: 100%; height: auto; }
+.missing { color: #8a4b00; font-style: italic; }
+.note { color: #4a4f57; font-size: 0.92em; }
+dt { font-weight: 600; margin-top: 0.3em; }
+dd { margin-left: 1.5em; }
+.tag-real { color: #1b6e2b; font-weight: 700; }
+.tag-synth { color: #b04a00; font-weight: 700; }
+"""
+
+
+class _Page:
+    """Builds the HTML of one report; each `_section_*` returns one section's body."""
+
+    def __init__(self, run: Path, predictions: pd.DataFrame, summary: pd.DataFrame,
+                 inputs: _Inputs, n_boot: int) -> None:
+        self.run = run
+        self.predictions = predictions
+        self.summary = _ordered(summary.copy())
+        self.inputs = inputs
+        self.n_boot = n_boot
+        self.bones = sorted({_text(b) for b in summary["bone"]})
+        self.main_ratio, self.ratio_source = self._main_ratio()
+
+    # ------------------------------------------------------------------ structure
+
+    def render(self) -> str:
+        bodies = [self._section_run(), self._section_results(), self._section_roc(),
+                  self._section_ratio(), self._section_transfer(), self._section_gate(),
+                  self._section_samples(), self._section_runs(), self._section_config()]
+        parts = []
+        for number, (title, body) in enumerate(zip(SECTIONS, bodies, strict=True), start=1):
+            parts.append(f'<section id="s{number}"><h2>{html.escape(title)}</h2>\n{body}'
+                         "</section>")
+        toc = "".join(f'<li><a href="#s{i}">{html.escape(t)}</a></li>'
+                      for i, t in enumerate(SECTIONS, start=1))
+        title = f"boneaug experiment report: {self.run.resolve().name}"
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+                f"<h1>{html.escape(title)}</h1><nav><ol>{toc}</ol></nav>"
+                + "\n".join(parts) + "</body></html>\n")
+
+    def _main_ratio(self) -> tuple[float | None, str]:
+        """`report.ratio` of the config, else `protocol.main_ratio`, else the most common
+        ratio of the gan conditions (then of all conditions)."""
+        config = self.inputs.config or {}
+        for section, key in (("report", "ratio"), ("protocol", "main_ratio")):
+            block = config.get(section)
+            if isinstance(block, dict) and _finite(block.get(key)) is not None:
+                return float(block[key]), f"config {section}.{key}"
+        ratios = pd.to_numeric(self.summary["ratio"], errors="coerce")
+        for strategies, source in ((("gan",), "the most common ratio of the gan conditions"),
+                                   (None, "the most common ratio of all conditions")):
+            mask = ratios.notna()
+            if strategies is not None:
+                mask &= self.summary["strategy"].map(_text).isin(strategies)
+            counts = ratios[mask].value_counts()
+            if len(counts):
+                # Ties go to the larger ratio: the strongest augmentation that was run as often.
+                top = counts[counts == counts.max()].index.max()
+                return float(top), source
+        return None, "no condition has a ratio"
+
+    def _rows(self, bone: str | None = None, strategy: str | None = None) -> pd.DataFrame:
+        table = self.summary
+        if bone is not None:
+            table = table[table["bone"].map(_text) == bone]
+        if strategy is not None:
+            table = table[table["strategy"].map(_text) == strategy]
+        return table
+
+    # ------------------------------------------------------------------ 1. the run
+
+    def _section_run(self) -> str:
+        info = self.inputs.run_info or {}
+        config = self.inputs.config or {}
+        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        facts = [("Experiment", _esc(config.get("name")) or NOT_IN_RUN),
+                 ("Run folder", _esc(self.run.resolve())),
+                 ("Command", _esc(f"boneaug {info['command']}") if info.get("command")
+                  else NOT_IN_RUN),
+                 ("Started", _esc(info.get("started")) or NOT_IN_RUN),
+                 ("Wall time", _num(info.get("wall_seconds"), 0) + " s"
+                  if _finite(info.get("wall_seconds")) is not None else NOT_IN_RUN),
+                 ("Git commit", _esc(info.get("git_commit")) or NOT_IN_RUN),
+                 ("Report written", _esc(now))]
+        seeds = self.predictions.groupby(["bone", "condition"])["seed"].nunique()
+        k_text = (f"{seeds.min()}" if seeds.min() == seeds.max()
+                  else f"{seeds.min()} to {seeds.max()}")
+        n_conditions = self.summary.groupby("bone")["condition"].nunique()
+        facts += [("Bones", _esc(", ".join(self.bones))),
+                  ("Conditions per bone", _esc(", ".join(
+                      f"{b}: {n_conditions.get(b, 0)}" for b in self.bones))),
+                  ("Seeds per condition (K)", _esc(k_text)),
+                  ("Main ratio", _esc(f"{self.main_ratio:g} (from {self.ratio_source})")
+                   if self.main_ratio is not None else _esc(self.ratio_source))]
+        if _text(config.get("note")):
+            facts.append(("Note", _esc(config["note"])))
+        test_rows = []
+        for bone in self.bones:
+            first = self._rows(bone).iloc[0]
+            n, pos = _finite(first.get("n_test")), _finite(first.get("n_test_pos"))
+            test_rows.append([_esc(bone), _num(n, 0), _num(pos, 0),
+                              _num(None if n is None or pos is None else n - pos, 0)])
+        out = ["<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+               "<h3>Data</h3>", self._data_description(),
+               "<h3>Test sets (real images only)</h3>",
+               _table(["bone", "test images", "with lesion", "without lesion"], test_rows),
+               "<h3>How to read this report</h3>", self._reading_guide(k_text)]
+        return "\n".join(out)
+
+    def _data_description(self) -> str:
+        config = self.inputs.config
+        if config is None:
+            note = self.inputs.notes.get("config")
+            if note is not None:
+                return f'<p class="missing">{html.escape(note)}</p>'
+            return _missing("config.yaml")
+        items = []
+        for key in ("data", "phantom", "manifest", "dataset", "bones", "split", "splits"):
+            if key not in config:
+                continue
+            value = config[key]
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k} = {_compact(v)}" for k, v in value.items())
+                items.append(f"<dt>{_esc(key)}</dt><dd>{_esc(inner)}</dd>")
+            else:
+                items.append(f"<dt>{_esc(key)}</dt><dd>{_esc(_compact(value))}</dd>")
+        if not items:
+            return ('<p class="note">The config names no data section (data, phantom, '
+                    "manifest); see section 9 for the whole config.</p>")
+        return "<dl>" + "".join(items) + "</dl>"
+
+    def _reading_guide(self, k_text: str) -> str:
+        strategies = sorted({_text(s) for s in self.summary["strategy"]}, key=_strategy_rank)
+        glossary = "".join(
+            f"<dt>{_esc(s)}</dt><dd>{html.escape(STRATEGY_MEANING.get(s, 'see the config'))}"
+            "</dd>" for s in strategies)
+        return f"""<ul>
+<li><b>The test set holds real radiographs only</b>, from the patient-level test split.
+No synthetic image is ever tested on, and every condition of a bone is scored on the same
+test images, so the conditions of a bone can be compared image by image.</li>
+<li>Each condition trained <b>K = {html.escape(k_text)}</b> classifiers with different seeds.
+<b>mean ± sd</b> is over these seeds: the sd shows how much the training seed alone moves
+a result.</li>
+<li>The <b>ensemble</b> averages the K classifiers' scores per test image. Its AUC comes
+with a <b>95 % confidence interval</b> from {self.n_boot} bootstrap resamples of the test
+images (stratified: each resample keeps the numbers of lesion and lesion-free images): the
+range the AUC would plausibly take on another test set of this size.</li>
+<li><b>AUC</b> (ROC area) is the chance that a random lesion image scores above a random
+lesion-free one: 0.5 is guessing, 1 is perfect. <b>PR AUC</b> (precision-recall area) weighs
+the rare lesion class more; guessing gives the lesion prevalence. <b>Sens @ 90 % spec</b> is
+the share of lesions found at the threshold that keeps 90 % of lesion-free images
+negative.</li>
+<li><b>ΔAUC</b> is the ensemble AUC of a condition minus that of the baseline of its bone.
+<b>DeLong p</b> tests that difference, taking into account that both were measured on the
+same images; rows with p &lt; 0.05 are <span style="background:#fff4c2">highlighted</span>.
+Many conditions are tested, so a few p &lt; 0.05 are expected by chance alone.</li>
+<li><b>Gap closed</b> = (mean AUC − baseline mean AUC) / (oracle mean AUC − baseline mean
+AUC), with the oracle at the same ratio (else the largest one): the share of the way from
+the baseline to the oracle (extra real lesion images) that a condition goes. Empty where
+the oracle does not beat the baseline.</li>
+</ul>
+<dl>{glossary}</dl>"""
+
+    # ------------------------------------------------------------------ 2. results
+
+    def _section_results(self) -> str:
+        header = ["condition", "strategy", "ratio", "generator", "K", "AUC mean ± sd",
+                  "ensemble AUC [95 % CI]", "PR AUC mean ± sd", "ensemble PR AUC [95 % CI]",
+                  "sens @ 90 % spec mean ± sd", "ensemble sens @ 90 % spec [95 % CI]",
+                  "ΔAUC", "DeLong p", "gap closed"]
+        out = ['<p class="note">One row per condition. Highlighted: DeLong p &lt; 0.05 '
+               'against the baseline of the bone (<span style="background:#fff4c2">better'
+               '</span>, <span style="background:#fbd9d3">worse</span>). The full table, '
+               "unrounded, is "
+               "<code>results.csv</code> beside this report.</p>"]
+        for bone in self.bones:
+            rows, classes = [], []
+            for _, r in self._rows(bone).iterrows():
+                seeds = r.get("seeds")
+                k = seeds if _finite(seeds) is not None else self._seed_count(bone, r)
+                rows.append([
+                    _esc(r["condition"]), _esc(r["strategy"]), _esc(_ratio(r["ratio"])),
+                    _esc(r["generator_bone"]), _esc(_text(k)),
+                    _pm(r.get("auc_mean"), r.get("auc_sd")),
+                    _ci(r.get("auc"), r.get("auc_lo"), r.get("auc_hi")),
+                    _pm(r.get("pr_auc_mean"), r.get("pr_auc_sd")),
+                    _ci(r.get("pr_auc"), r.get("pr_auc_lo"), r.get("pr_auc_hi")),
+                    _pm(r.get("sens90_mean"), r.get("sens90_sd")),
+                    _ci(r.get("sens90"), r.get("sens90_lo"), r.get("sens90_hi")),
+                    _signed(r.get("delta_auc")), _pvalue(r.get("delong_p")),
+                    _percent(r.get("gap_closed"))])
+                p = _finite(r.get("delong_p"))
+                if p is not None and p < 0.05:
+                    # Significant either way; a worse-than-baseline result must stand out too.
+                    worse = (_finite(r.get("delta_auc")) or 0.0) < 0
+                    classes.append("sig-worse" if worse else "sig")
+                else:
+                    classes.append("base" if _text(r["strategy"]) == "baseline" else "")
+            out.append(f"<h3>{_esc(bone)}</h3>")
+            out.append(_table(header, rows, classes))
+        return "\n".join(out)
+
+    def _seed_count(self, bone: str, row: pd.Series) -> int:
+        mask = ((self.predictions["bone"].map(_text) == bone)
+                & (self.predictions["condition"].map(_text) == _text(row["condition"])))
+        return int(self.predictions.loc[mask, "seed"].nunique())
+
+    # ------------------------------------------------------------------ 3. ROC
+
+    def _roc_conditions(self, bone: str) -> list[str]:
+        """Conditions without a ratio, those at the main ratio, and the best gan condition."""
+        chosen: list[str] = []
+        rows = self._rows(bone)
+        for _, r in rows.iterrows():
+            if _finite(r["ratio"]) is None or _same_ratio(r["ratio"], self.main_ratio):
+                chosen.append(_text(r["condition"]))
+        gan = rows[rows["strategy"].map(_text) == "gan"]
+        if len(gan):
+            auc = pd.to_numeric(gan["auc"], errors="coerce")
+            if auc.notna().any():
+                best = _text(gan.loc[auc.idxmax(), "condition"])
+                if best not in chosen:
+                    chosen.append(best)
+        return chosen
+
+    def _ensembles(self) -> pd.DataFrame:
+        """Per (bone, condition, test image): the label and the score averaged over seeds."""
+        return (self.predictions.groupby(["bone", "condition", "image_id"], sort=False)
+                .agg(label=("label", "first"), score=("score", "mean")).reset_index())
+
+    def _section_roc(self) -> str:
+        import matplotlib.pyplot as plt
+
+        ensembles = self._ensembles()
+        n = len(self.bones)
+        cols = min(n, 3)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.0 * rows), squeeze=False)
+        notes = []
+        for ax, bone in zip(axes.flat, self.bones, strict=False):
+            ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8, ls=":")
+            conditions = self._roc_conditions(bone)
+            styles = _line_styles(conditions, self._rows(bone))
+            for condition in conditions:
+                sel = ensembles[(ensembles["bone"] == bone)
+                                & (ensembles["condition"] == condition)]
+                labels = sel["label"].to_numpy()
+                if len(np.unique(labels)) < 2:
+                    notes.append(f"{bone} {condition}: the test set has one class only")
+                    continue
+                fpr, tpr, _ = roc_curve(labels, sel["score"].to_numpy())
+                auc = self._rows(bone).set_index("condition")["auc"].get(condition)
+                label = f"{condition} (AUC {_num(auc)})"
+                ax.plot(fpr, tpr, label=label, **styles[condition])
+            k = pd.to_numeric(self._rows(bone)["seeds"], errors="coerce").max()
+            ax.set_title(f"{bone}: ensemble of {_num(k, 0)} seeds per condition")
+            ax.set_xlabel("1 − specificity (false positive rate)")
+            ax.set_ylabel("sensitivity (true positive rate)")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.01)
+            ax.set_aspect("equal")
+            ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        ratio = f"{self.main_ratio:g}" if self.main_ratio is not None else "–"
+        text = (f'<p class="note">ROC curves of the ensemble (scores averaged over the K '
+                f"seeds) on the real test images: the conditions without a ratio, all "
+                f"conditions at the main ratio {html.escape(ratio)}, and the best gan "
+                "condition. AUC in the legend: ensemble AUC (section 2).</p>")
+        if notes:
+            text += '<p class="missing">' + html.escape("; ".join(notes)) + "</p>"
+        return text + _figure(fig, "ROC curves per bone")
+
+    # ------------------------------------------------------------------ 4. ratio
+
+    def _section_ratio(self) -> str:
+        import matplotlib.pyplot as plt
+
+        series: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+        for bone in self.bones:
+            rows = self._rows(bone)
+            rows = rows[pd.to_numeric(rows["ratio"], errors="coerce").notna()]
+            keyed = rows.assign(_line=[_line_name(s, g) for s, g in
+                                       zip(rows["strategy"], rows["generator_bone"],
+                                           strict=True)])
+            for line, group in keyed.groupby("_line", sort=False):
+                if group["ratio"].nunique() >= 2:
+                    series.setdefault(bone, []).append((str(line), group))
+        if not series:
+            return _missing("A strategy with several synthetic ratios")
+        bones = [b for b in self.bones if b in series]
+        cols = min(len(bones), 3)
+        rows_n = math.ceil(len(bones) / cols)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(5.4 * cols, 4.2 * rows_n),
+                                 squeeze=False)
+        for ax, bone in zip(axes.flat, bones, strict=False):
+            lines = sorted(series[bone], key=lambda item: (_strategy_rank(
+                item[1]["strategy"].iloc[0]), item[0]))
+            for i, (line, group) in enumerate(lines):
+                group = group.assign(_r=pd.to_numeric(group["ratio"])).sort_values("_r")
+                ax.errorbar(group["_r"], pd.to_numeric(group["auc_mean"], errors="coerce"),
+                            yerr=pd.to_numeric(group["auc_sd"], errors="coerce").fillna(0.0),
+                            label=line, marker="o", ms=4, capsize=3, lw=1.4,
+                            color=_color(i), ls=_dash(i))
+            base = self._rows(bone, "baseline")
+            if len(base):
+                mean = _finite(base["auc_mean"].iloc[0])
+                sd = _finite(base["auc_sd"].iloc[0]) or 0.0
+                if mean is not None:
+                    ax.axhline(mean, color="black", ls="--", lw=1.0, label="baseline (mean)")
+                    ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.08)
+            ax.set_title(f"{bone}: AUC (mean ± sd over seeds)")
+            ax.set_xlabel("ratio (extra positives per real positive)")
+            ax.set_ylabel("test AUC")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+        for ax in list(axes.flat)[len(bones):]:
+            ax.set_visible(False)
+        return ('<p class="note">Mean test AUC over the K seeds against the ratio, with ± '
+                "1 sd error bars; the dashed line and band are the baseline's mean ± sd. "
+                "Only strategies run at two or more ratios are drawn.</p>"
+                + _figure(fig, "AUC against the synthetic ratio per bone"))
+
+    # ------------------------------------------------------------------ 5. transfer
+
+    def _matrix(self, strategies: dict[bool, str], ratio: float | None
+                ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """AUC mean and sd, rows = generator bone, cols = target bone, at `ratio`.
+
+        `strategies[True]` fills the diagonal (generator bone == target bone) and
+        `strategies[False]` the rest.
+        """
+        wanted = set(strategies.values())
+        rows = self.summary[self.summary["strategy"].map(_text).isin(wanted)]
+        rows = rows[[_same_ratio(r, ratio) for r in rows["ratio"]]]
+        gens = sorted({_text(g) or _text(b) for g, b in
+                       zip(rows["generator_bone"], rows["bone"], strict=True)})
+        targets = self.bones
+        mean = np.full((len(gens), len(targets)), np.nan)
+        sd = np.full_like(mean, np.nan)
+        for _, r in rows.iterrows():
+            target = _text(r["bone"])
+            gen = _text(r["generator_bone"]) or target
+            if strategies[gen == target] != _text(r["strategy"]) or target not in targets:
+                continue
+            i, j = gens.index(gen), targets.index(target)
+            mean[i, j] = _finite(r["auc_mean"]) if _finite(r["auc_mean"]) is not None \
+                else np.nan
+            sd[i, j] = _finite(r["auc_sd"]) if _finite(r["auc_sd"]) is not None else np.nan
+        return gens, targets, mean, sd
+
+    def _section_transfer(self) -> str:
+        strategies = set(self.summary["strategy"].map(_text))
+        out = []
+        if {"gan", "gan-transfer"} & strategies:
+            out.append(self._matrix_block(
+                "GAN augmentation", {True: "gan", False: "gan-transfer"}, self.main_ratio,
+                "diagonal: gan (generator of the same bone); off the diagonal: gan-transfer "
+                "(the generator of the row's bone painted lesions onto the column's bone)"))
+            if "gan-transfer" not in strategies:
+                out.append('<p class="note">No gan-transfer condition in this run: only the '
+                           "diagonal is filled.</p>")
+        else:
+            out.append(_missing("GAN and GAN-transfer conditions"))
+        if "tstr" in strategies:
+            tstr_ratio = self.main_ratio
+            tstr = self._rows(strategy="tstr")
+            if not any(_same_ratio(r, tstr_ratio) for r in tstr["ratio"]):
+                counts = pd.to_numeric(tstr["ratio"], errors="coerce").value_counts()
+                tstr_ratio = float(counts.index[0]) if len(counts) else None
+            out.append(self._matrix_block(
+                "Train on synthetic, test on real (TSTR)", {True: "tstr", False: "tstr"},
+                tstr_ratio, "a classifier trained on the generator's synthetic positives and "
+                "real negatives only, tested on real images: how far the synthetics alone "
+                "carry"))
+        else:
+            out.append(_missing("TSTR (train-synthetic-test-real) conditions"))
+        return "\n".join(out)
+
+    def _matrix_block(self, title: str, strategies: dict[bool, str], ratio: float | None,
+                      meaning: str) -> str:
+        import matplotlib.pyplot as plt
+
+        gens, targets, mean, sd = self._matrix(strategies, ratio)
+        ratio_text = f"{ratio:g}" if ratio is not None else "–"
+        head = (f"<h3>{html.escape(title)}, ratio {html.escape(ratio_text)}</h3>"
+                f'<p class="note">Test AUC, mean ± sd over the K seeds. Rows: the bone whose '
+                f"generator made the synthetic lesions; columns: the bone the classifier was "
+                f"trained and tested on; {html.escape(meaning)}. Empty: no such condition at "
+                "this ratio.</p>")
+        if not gens or np.isnan(mean).all():
+            return head + _missing(f"{title} at ratio {ratio_text}")
+        rows = []
+        for i, gen in enumerate(gens):
+            rows.append([f"<b>{_esc(gen)}</b>"] + [
+                _pm(mean[i, j], sd[i, j]) if not math.isnan(mean[i, j]) else ""
+                for j in range(len(targets))])
+        baseline = []
+        for target in targets:
+            base = self._rows(target, "baseline")
+            baseline.append(_pm(base["auc_mean"].iloc[0], base["auc_sd"].iloc[0])
+                            if len(base) else "")
+        rows.append(["<i>baseline (no synthetics)</i>"] + baseline)
+        table = _table(["generator ↓ / target →"] + [_esc(t) for t in targets], rows)
+
+        fig, ax = plt.subplots(figsize=(1.6 * len(targets) + 2.4, 1.2 * len(gens) + 1.6))
+        shown = np.ma.masked_invalid(mean)
+        image = ax.imshow(shown, cmap="viridis", vmin=np.nanmin(mean), vmax=np.nanmax(mean))
+        ax.set_facecolor("#e6e6e6")
+        ax.set_xticks(range(len(targets)), targets)
+        ax.set_yticks(range(len(gens)), gens)
+        ax.set_xlabel("target bone (classifier trained and tested)")
+        ax.set_ylabel("generator bone")
+        ax.set_title(f"{title}: AUC, ratio {ratio_text}", fontsize=10)
+        span = np.nanmax(mean) - np.nanmin(mean)
+        for i in range(len(gens)):
+            for j in range(len(targets)):
+                if math.isnan(mean[i, j]):
+                    continue
+                # Dark text on the bright end of viridis, white on the dark end.
+                bright = span > 0 and (mean[i, j] - np.nanmin(mean)) / span > 0.6
+                ax.text(j, i, f"{mean[i, j]:.3f}", ha="center", va="center", fontsize=9,
+                        color="black" if bright else "white")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="AUC mean")
+        return head + table + _figure(fig, f"{title} matrix")
+
+    # ------------------------------------------------------------------ 6. gate
+
+    def _section_gate(self) -> str:
+        out = []
+        gate = self.inputs.gate
+        if "gate" in self.inputs.notes:
+            out.append(f'<p class="missing">{html.escape(self.inputs.notes["gate"])}</p>')
+        elif gate is None:
+            out.append(_missing("evaluation/gate.json"))
+        else:
+            entries = gate.get("bones")
+            if not isinstance(entries, list) or not entries:
+                out.append(_missing("A gate entry per bone in gate.json"))
+            else:
+                rows = []
+                for e in entries:
+                    e = e if isinstance(e, dict) else {}
+                    scored, kept = _finite(e.get("scored")), _finite(e.get("kept"))
+                    share = _percent(kept / scored) if scored and kept is not None else "–"
+                    rows.append([_esc(e.get("bone")), _num(e.get("threshold"), 4),
+                                 _esc(e.get("scored")), _esc(e.get("kept")),
+                                 _esc(e.get("dropped")), share, _esc(e.get("source"))])
+                out.append('<p class="note">The quality gate scores each synthetic image '
+                           "and drops those below the threshold before gan-gated training."
+                           "</p>")
+                out.append(_table(["bone", "threshold", "scored", "kept", "dropped",
+                                   "kept share", "source condition"], rows))
+        gated = self._rows(strategy="gan-gated")
+        if not len(gated):
+            out.append(_missing("Gated (gan-gated) classifier conditions"))
+            return "\n".join(out)
+        rows = []
+        for _, g in gated.iterrows():
+            bone = _text(g["bone"])
+            ungated = self._rows(bone, "gan")
+            ungated = ungated[[_same_ratio(r, _finite(g["ratio"])) for r in ungated["ratio"]]]
+            u = ungated.iloc[0] if len(ungated) else None
+            diff = (_finite(g["auc_mean"]) - _finite(u["auc_mean"])
+                    if u is not None and _finite(g["auc_mean"]) is not None
+                    and _finite(u["auc_mean"]) is not None else None)
+            rows.append([_esc(bone), _esc(g["condition"]), _pm(g["auc_mean"], g["auc_sd"]),
+                         _ci(g["auc"], g["auc_lo"], g["auc_hi"]),
+                         _esc(u["condition"]) if u is not None else "–",
+                         _pm(u["auc_mean"], u["auc_sd"]) if u is not None else "–",
+                         _ci(u["auc"], u["auc_lo"], u["auc_hi"]) if u is not None else "–",
+                         _signed(diff)])
+        out.append("<h3>Gated against ungated, at the same ratio</h3>")
+        out.append(_table(["bone", "gated", "AUC mean ± sd", "ensemble AUC [95 % CI]",
+                           "ungated", "AUC mean ± sd", "ensemble AUC [95 % CI]",
+                           "gated − ungated (mean AUC)"], rows))
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ 7. samples
+
+    def _section_samples(self) -> str:
+        import matplotlib.pyplot as plt
+
+        synth_root = self.run / "synth"
+        out = ['<p class="note">Per bone: <span class="tag-real">REAL</span> lesion patches '
+               "from the training split, then <span class=\"tag-synth\">SYNTHETIC</span> "
+               "lesion crops (the crop the generator translated, resized to the patch size). "
+               "Up to 8 each.</p>"]
+        if not synth_root.is_dir():
+            out.append(_missing("Synthetic images (synth/ folder)"))
+        for bone in self.bones:
+            real, real_note = self._real_patches(bone)
+            size = real.shape[-1] if real is not None else DEFAULT_PATCH
+            rows: list[tuple[str, bool, np.ndarray]] = []
+            notes = [] if real_note is None else [real_note]
+            if real is not None:
+                rows.append(("REAL lesion patches", True, real))
+            for label, folders in self._synth_groups(bone):
+                crops, note = _synthetic_crops(folders, size)
+                if note:
+                    notes.append(note)
+                if len(crops):
+                    rows.append((label, False, crops))
+            out.append(f"<h3>{_esc(bone)}</h3>")
+            if notes:
+                out.append('<p class="missing">' + html.escape("; ".join(notes)) + "</p>")
+            if not rows:
+                out.append(_missing(f"Real or synthetic lesion samples of {bone}"))
+                continue
+            if not any(not is_real for _, is_real, _ in rows):
+                out.append(_missing(f"Synthetic lesion crops of {bone}"))
+            fig, axes = plt.subplots(len(rows), SAMPLES_PER_ROW,
+                                     figsize=(1.3 * SAMPLES_PER_ROW + 2.6, 1.45 * len(rows)),
+                                     squeeze=False)
+            for (label, is_real, tiles), axrow in zip(rows, axes, strict=True):
+                colour = "#1b6e2b" if is_real else "#b04a00"
+                for k, ax in enumerate(axrow):
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if k < len(tiles):
+                        ax.imshow(tiles[k], cmap="gray", vmin=0.0, vmax=1.0,
+                                  interpolation="nearest")
+                        for spine in ax.spines.values():
+                            spine.set_color(colour)
+                            spine.set_linewidth(2)
+                    else:
+                        ax.axis("off")
+                axrow[0].axis("on")
+                axrow[0].set_ylabel(label, rotation=0, ha="right", va="center",
+                                    fontsize=9, color=colour, labelpad=8)
+            fig.suptitle(f"{bone}: real (green) and synthetic (orange) lesions", fontsize=10)
+            out.append(_figure(fig, f"sample sheet {bone}: real and synthetic lesions"))
+        return "\n".join(out)
+
+    def _real_patches(self, bone: str) -> tuple[np.ndarray | None, str | None]:
+        path = self.run / "patches" / bone / "lesion" / "patches.npy"
+        if not path.is_file():
+            return None, f"real lesion patches ({path.relative_to(self.run)}): {NOT_IN_RUN}"
+        try:
+            raw = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            return None, f"{path.relative_to(self.run)} could not be read ({_first_line(exc)})"
+        if raw.ndim != 3 or raw.shape[0] == 0 or raw.shape[1] != raw.shape[2]:
+            return None, f"{path.relative_to(self.run)} has shape {raw.shape}, not (N, P, P)"
+        # Spread over the store: the first patches often come from one radiograph.
+        picks = np.unique(np.linspace(0, raw.shape[0] - 1, min(SAMPLES_PER_ROW, raw.shape[0]))
+                          .round().astype(int))
+        tiles = np.asarray(raw[picks])
+        return _unit(tiles), None
+
+    def _synth_groups(self, bone: str) -> list[tuple[str, list[Path]]]:
+        """(row label, synthetic.csv files) of the GAN, transfer and copy-paste synthetics."""
+        groups: list[tuple[str, list[Path]]] = []
+        gan_root = self.run / "synth" / "gan"
+        own = _seed_folders(gan_root, re.compile(rf"^{re.escape(bone)}-s(\d+)$"))
+        if own:
+            groups.append((f"SYNTHETIC: GAN\n({bone} generator)", [f for _, f in own]))
+        transfer: dict[str, list[tuple[int, Path]]] = {}
+        pattern = re.compile(rf"^{re.escape(bone)}-from-(.+)-s(\d+)$")
+        if gan_root.is_dir():
+            for folder in gan_root.iterdir():
+                match = pattern.match(folder.name)
+                if match and (folder / "synthetic.csv").is_file():
+                    transfer.setdefault(match.group(1), []).append(
+                        (int(match.group(2)), folder / "synthetic.csv"))
+        for gen in sorted(transfer):
+            files = [f for _, f in sorted(transfer[gen])]
+            groups.append((f"SYNTHETIC: GAN transfer\n({gen} generator)", files))
+        paste = _seed_folders(self.run / "synth" / "copypaste",
+                              re.compile(rf"^{re.escape(bone)}-s(\d+)$"))
+        if paste:
+            groups.append(("SYNTHETIC:\ncopy-paste", [f for _, f in paste]))
+        return groups
+
+    # ------------------------------------------------------------------ 8. runs
+
+    def _section_runs(self) -> str:
+        runs = self.inputs.runs
+        if "runs" in self.inputs.notes:
+            return f'<p class="missing">{html.escape(self.inputs.notes["runs"])}</p>'
+        if runs is None:
+            return _missing("evaluation/runs.csv")
+        needed = {"bone", "condition"}
+        if not needed <= set(runs.columns) or runs.empty:
+            return _missing("Classifier runs (runs.csv has no bone/condition rows)")
+        columns = [("n_train", "train images", 0), ("n_train_pos_real", "real positives", 0),
+                   ("n_train_pos_extra", "extra positives", 0), ("n_train_neg", "negatives", 0),
+                   ("best_epoch", "best epoch", 0), ("val_auc", "val AUC", 3),
+                   ("train_seconds", "train s / run", 1)]
+        columns = [c for c in columns if c[0] in runs.columns]
+        keyed = runs.assign(bone=runs["bone"].map(_text), condition=runs["condition"].map(_text))
+        for col in ("strategy", "ratio", "generator_bone"):
+            if col not in keyed.columns:
+                keyed[col] = ""
+        firsts = keyed.groupby(["bone", "condition"], sort=False).first().reset_index()
+        rows = []
+        for _, r in _ordered(firsts).iterrows():
+            group = keyed[(keyed["bone"] == r["bone"]) & (keyed["condition"] == r["condition"])]
+            cells = [_esc(r["bone"]), _esc(r["condition"]), _esc(len(group))]
+            for col, _, digits in columns:
+                values = pd.to_numeric(group[col], errors="coerce").dropna()
+                cells.append(_spread(values, digits, sd=col == "val_auc"))
+            rows.append(cells)
+        total_text = ""
+        if "train_seconds" in runs.columns:
+            seconds = pd.to_numeric(runs["train_seconds"], errors="coerce")
+            if seconds.notna().any():
+                total_text = f" Total training time {seconds.sum() / 60:.1f} min."
+        note = (f'<p class="note">{len(runs)} classifier runs. Train set sizes per run; a '
+                "range where the seeds differ. val AUC: on the real validation split, mean ± "
+                f"sd over seeds.{html.escape(total_text)}</p>")
+        return note + _table(["bone", "condition", "runs"] + [c[1] for c in columns], rows)
+
+    # ------------------------------------------------------------------ 9. config
+
+    def _section_config(self) -> str:
+        out = ["<h3>Config (config.yaml)</h3>"]
+        for key in ("config", "config_source"):
+            if key in self.inputs.notes:
+                out.append(f'<p class="missing">{html.escape(self.inputs.notes[key])}</p>')
+        if self.inputs.config_text is not None:
+            out.append(f"<pre>{html.escape(self.inputs.config_text)}</pre>")
+        elif "config" not in self.inputs.notes:
+            out.append(_missing("config.yaml"))
+        out.append("<h3>Versions and provenance (run.json)</h3>")
+        info = self.inputs.run_info
+        if info is None:
+            note = self.inputs.notes.get("run")
+            out.append(f'<p class="missing">{html.escape(note)}</p>' if note
+                       else _missing("run.json"))
+            return "\n".join(out)
+        versions = info.get("versions")
+        if isinstance(versions, dict) and versions:
+            out.append(_table(["package", "version"],
+                              [[_esc(k), _esc(v)] for k, v in versions.items()]))
+        else:
+            out.append(_missing("Package versions"))
+        extra = [(k, info.get(k)) for k in ("command", "seed", "git_commit", "started",
+                                            "wall_seconds", "platform") if k in info]
+        if extra:
+            out.append(_table(["field", "value"],
+                              [[_esc(k), _esc(_compact(v))] for k, v in extra]))
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _compact(value: Any) -> str:
+    """A config value on one line (mappings and lists as flow YAML)."""
+    if isinstance(value, dict | list):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+    return _text(value)
+
+
+def _spread(values: pd.Series, digits: int, sd: bool) -> str:
+    if values.empty:
+        return "–"
+    if sd:
+        return _pm(values.mean(), values.std(ddof=1) if len(values) > 1 else None, digits)
+    lo, hi = values.min(), values.max()
+    if math.isclose(lo, hi):
+        return _num(lo, digits)
+    return f"{_num(lo, digits)}–{_num(hi, digits)}"
+
+
+def _line_name(strategy: Any, generator_bone: Any) -> str:
+    strategy = _text(strategy)
+    if strategy == "gan-transfer" and _text(generator_bone):
+        return f"gan-transfer from {_text(generator_bone)}"
+    return strategy
+
+
+def _color(i: int) -> str:
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#bcbd22", "#7f7f7f")
+    return palette[i % len(palette)]
+
+
+def _dash(i: int) -> str:
+    # Past ten lines the colours repeat; the dash pattern keeps them apart.
+    return ("-", "--", "-.", ":")[(i // 10) % 4]
+
+
+def _line_styles(conditions: list[str], rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Baseline black and thick, oracle grey dashed (the bounds); the rest in colour."""
+    strategy = dict(zip(rows["condition"].map(_text), rows["strategy"].map(_text), strict=True))
+    styles: dict[str, dict[str, Any]] = {}
+    i = 0
+    for condition in conditions:
+        kind = strategy.get(condition, "")
+        if kind == "baseline":
+            styles[condition] = {"color": "black", "lw": 2.2}
+        elif kind == "oracle":
+            styles[condition] = {"color": "#555555", "lw": 1.8, "ls": "--"}
+        else:
+            styles[condition] = {"color": _color(i), "lw": 1.3, "ls": _dash(i)}
+            i += 1
+    return styles
+
+
+def _seed_folders(root: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+    """(seed, synthetic.csv) of the folders under `root` whose name matches `pattern`."""
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        match = pattern.match(folder.name)
+        if match and (folder / "synthetic.csv").is_file():
+            found.append((int(match.group(match.re.groups)), folder / "synthetic.csv"))
+    return sorted(found)
+
+
+def _unit(tiles: np.ndarray) -> np.ndarray:
+    """Patch store values as float32 in [0, 1] (uint16 stores are value / 65535)."""
+    if tiles.dtype == np.uint16:
+        return tiles.astype(np.float32) / 65535.0
+    if tiles.dtype == np.uint8:
+        return tiles.astype(np.float32) / 255.0
+    return np.clip(np.nan_to_num(tiles.astype(np.float32)), 0.0, 1.0)
+
+
+def _synthetic_crops(files: list[Path], size: int) -> tuple[np.ndarray, str | None]:
+    """Up to 8 lesion crops `(n, size, size)` in [0, 1] from synthetic manifests, in order."""
+    crops: list[np.ndarray] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            manifest = load_manifest(path, check_images=False)
+        except BoneaugError as exc:
+            problems.append(_first_line(exc))
+            continue
+        for index in manifest.table.index:
+            if len(crops) >= SAMPLES_PER_ROW:
+                break
+            row = manifest.table.loc[index]
+            try:
+                image = read_image(manifest.image_path(index))
+            except BoneaugError as exc:
+                problems.append(_first_line(exc))
+                continue
+            x0, y0, x1, y1 = _crop_box(row, image.shape)
+            crops.append(resize_square(image[y0:y1, x0:x1], size))
+        if len(crops) >= SAMPLES_PER_ROW:
+            break
+    note = None
+    if problems:
+        note = f"{len(problems)} synthetic image(s) skipped, first: {problems[0]}"
+    stacked = np.stack(crops) if crops else np.zeros((0, size, size), np.float32)
+    return stacked, note
+
+
+def _crop_box(row: pd.Series, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The provenance crop box, else a square twice the first lesion box, else the image."""
+    height, width = shape[:2]
+    box = None
+    try:
+        provenance = json.loads(_text(row.get("provenance")) or "{}")
+        if isinstance(provenance, dict) and provenance.get("crop_box") is not None:
+            box = [float(v) for v in provenance["crop_box"]][:4]
+    except (json.JSONDecodeError, TypeError, ValueError):
+        box = None
+    if box is None or len(box) != 4:
+        boxes = row.get("boxes")
+        if isinstance(boxes, list) and boxes and len(boxes[0]) == 4:
+            bx0, by0, bx1, by1 = (float(v) for v in boxes[0])
+            half = max(bx1 - bx0, by1 - by0, 1.0)  # twice the box: the lesion and its context
+            cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+            box = [cx - half, cy - half, cx + half, cy + half]
+        else:
+            box = [0, 0, width, height]
+    x0 = int(np.clip(math.floor(box[0]), 0, width - 1))
+    y0 = int(np.clip(math.floor(box[1]), 0, height - 1))
+    x1 = int(np.clip(math.ceil(box[2]), x0 + 1, width))
+    y1 = int(np.clip(math.ceil(box[3]), y0 + 1, height))
+    return x0, y0, x1, y1

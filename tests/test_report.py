@@ -1,0 +1,228 @@
+"""The experiment report: results.csv matches the summary; report.html is one offline file
+with every section, embedded PNG figures, escaped text; missing inputs never crash it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from boneaug.classify.evaluate import SUMMARY_COLUMNS
+from boneaug.data import Manifest, new_table, save_manifest, write_png16
+from boneaug.errors import BoneaugError
+from boneaug.experiment.report import NOT_IN_RUN, SECTIONS, ReportPaths, write_report
+
+BONES = ("femur", "tibia")
+SEEDS = (0, 1)
+N_TEST = 30  # per bone: 15 with lesion, 15 without
+TORCH_VERSION = "2.13.0+report-test"
+CONFIG_TEXT = """\
+# an experiment on the phantom
+data:
+  phantom: {normal: 60, lesion: 12}
+note: "a < b & c"
+report:
+  ratio: 3
+"""
+
+
+def conditions(bone: str) -> list[tuple[str, str, float | None, str, float]]:
+    """(condition, strategy, ratio, generator bone, signal strength) of one bone."""
+    other = BONES[1] if bone == BONES[0] else BONES[0]
+    return [
+        ("baseline", "baseline", None, "", 0.3),
+        ("oversample-r3", "oversample", 3.0, "", 0.5),
+        ("gan-r1", "gan", 1.0, bone, 1.0),
+        ("gan-r3", "gan", 3.0, bone, 4.0),  # clearly better than the baseline: p < 0.05
+        ("gan-gated-r3", "gan-gated", 3.0, bone, 3.5),
+        (f"gan-transfer-r3-from-{other}", "gan-transfer", 3.0, other, 0.8),
+        ("oracle-r3", "oracle", 3.0, "", 5.0),
+        ("tstr-r3", "tstr", 3.0, bone, 0.6),
+    ]
+
+
+def make_run(root: Path, synth: bool = True, extras: bool = True) -> Path:
+    """A tiny experiment run folder; `extras` adds config, run.json, runs, gate, patches."""
+    run = root / "run"
+    rng = np.random.default_rng(0)
+    rows, runs = [], []
+    for bone in BONES:
+        labels = np.array([1] * (N_TEST // 2) + [0] * (N_TEST // 2))
+        for condition, strategy, ratio, gen, strength in conditions(bone):
+            for seed in SEEDS:
+                scores = strength * labels + rng.normal(size=N_TEST)
+                for i, (label, score) in enumerate(zip(labels, scores, strict=True)):
+                    rows.append({"bone": bone, "condition": condition, "strategy": strategy,
+                                 "ratio": ratio, "generator_bone": gen, "seed": seed,
+                                 "image_id": f"{bone}-{i:03d}", "label": int(label),
+                                 "score": float(score)})
+                runs.append({"bone": bone, "condition": condition, "strategy": strategy,
+                             "ratio": ratio, "generator_bone": gen, "seed": seed,
+                             "n_train": 40 + seed, "n_train_pos_real": 5,
+                             "n_train_pos_extra": 0 if ratio is None else int(5 * ratio),
+                             "n_train_neg": 35, "best_epoch": 3, "val_auc": 0.7 + 0.01 * seed,
+                             "train_seconds": 12.5})
+    (run / "evaluation").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(run / "evaluation" / "predictions.csv", index=False)
+    if extras:
+        pd.DataFrame(runs).to_csv(run / "evaluation" / "runs.csv", index=False)
+        (run / "evaluation" / "gate.json").write_text(json.dumps({"bones": [
+            {"bone": b, "threshold": 0.25, "scored": 20, "kept": 15, "dropped": 5,
+             "source": "gan-r3"} for b in BONES]}))
+        (run / "config.yaml").write_text(CONFIG_TEXT)
+        (run / "run.json").write_text(json.dumps({
+            "command": "experiment", "config": {"report": {"ratio": 3}}, "seed": 0,
+            "started": "2026-01-02T03:04:05+00:00", "wall_seconds": 61.2,
+            "versions": {"python": "3.11.9", "torch": TORCH_VERSION, "monai": "1.6.1"},
+            "git_commit": "abc123"}))
+        lesion = run / "patches" / "femur" / "lesion"
+        lesion.mkdir(parents=True)
+        np.save(lesion / "patches.npy",
+                rng.integers(0, 65536, (5, 16, 16), dtype=np.uint64).astype(np.uint16))
+    if synth:
+        write_synthetic(run / "synth" / "gan" / "femur-s0", "femur", "femur", 2, rng)
+        write_synthetic(run / "synth" / "gan" / "tibia-from-femur-s0", "tibia", "femur", 1, rng)
+    return run
+
+
+def write_synthetic(folder: Path, bone: str, gen: str, count: int,
+                    rng: np.random.Generator) -> None:
+    rows = []
+    for i in range(count):
+        rel = f"images/{bone}-syn-{i}.png"
+        write_png16(folder / rel, rng.random((40, 30)))
+        provenance = {"crop_box": [4, 6, 24, 26], "lesion_box": [10, 12, 18, 20],
+                      "generator_bone": gen, "source_image_id": f"{bone}-src-{i}"}
+        rows.append({"image_id": f"{bone}-from-{gen}-syn-{i}", "path": rel, "bone": bone,
+                     "label": 1, "boxes": [[10, 12, 18, 20]], "split": "train",
+                     "origin": "synthetic", "provenance": json.dumps(provenance)})
+    save_manifest(Manifest(new_table(rows), folder), folder / "synthetic.csv")
+
+
+def section(page: str, number: int) -> str:
+    start = page.index(f'<section id="s{number}">')
+    return page[start:page.index("</section>", start)]
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory) -> tuple[Path, ReportPaths]:
+    run = make_run(tmp_path_factory.mktemp("report"))
+    return run, write_report(run, n_boot=50)
+
+
+def test_results_csv_is_the_summary(full_report):
+    run, paths = full_report
+    assert paths.csv == run / "results.csv"
+    results = pd.read_csv(paths.csv)
+    assert list(results.columns) == list(SUMMARY_COLUMNS)
+    assert len(results) == len(BONES) * len(conditions("femur"))
+    assert set(zip(results["bone"], results["condition"], strict=True)) == {
+        (b, c[0]) for b in BONES for c in conditions(b)}
+    assert (results["seeds"] == len(SEEDS)).all()
+    assert (results["n_test"] == N_TEST).all()
+    # Atomic writes leave no temporary file behind.
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_report_is_self_contained_and_complete(full_report):
+    run, paths = full_report
+    assert paths.html == run / "report.html"
+    page = paths.html.read_text(encoding="utf-8")
+    # Nothing is fetched from the network: no external src/href, no script, no stylesheet link.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    # Figures: ROC, AUC-vs-ratio, GAN transfer matrix, TSTR matrix, one sample sheet per bone.
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(uris) == 6
+    assert all(base64.b64decode(u).startswith(b"\x89PNG\r\n\x1a\n") for u in uris)
+    for number in (3, 4, 7):
+        assert "data:image/png;base64," in section(page, number)
+    assert section(page, 5).count("data:image/png;base64,") == 2
+    # Config shown verbatim but escaped; versions from run.json.
+    assert "# an experiment on the phantom" in section(page, 9)
+    assert "a &lt; b &amp; c" in page and "a < b & c" not in page
+    assert TORCH_VERSION in section(page, 9)
+    import matplotlib.pyplot as plt
+
+    assert not plt.get_fignums()  # every figure was closed
+    assert "3 (from config report.ratio)" in section(page, 1)
+
+
+def test_report_contents(full_report):
+    _, paths = full_report
+    page = paths.html.read_text(encoding="utf-8")
+    results = section(page, 2)
+    assert 'class="sig"' in results  # gan-r3 beats the baseline clearly
+    assert results.count("<h3>") == len(BONES)
+    for bone in BONES:
+        for condition, *_ in conditions(bone):
+            assert f"<td>{condition}</td>" in results
+    # The transfer matrix: generator bones as rows, both cells of the femur generator filled.
+    transfer = section(page, 5)
+    assert "gan-transfer" in transfer and "TSTR" in transfer
+    # Gate table and gated-vs-ungated comparison.
+    gate = section(page, 6)
+    assert "<td>0.2500</td>" in gate and "75 %" in gate and "<td>gan-gated-r3</td>" in gate
+    # Sample sheets: femur has real and synthetic rows; tibia only transfer synthetics.
+    samples = section(page, 7)
+    assert "real lesion patches (patches/tibia/lesion/patches.npy): not in this run" in samples
+    # Runs table: one row per (bone, condition), sizes from runs.csv.
+    runs = section(page, 8)
+    assert runs.count("<tr>") == 1 + len(BONES) * len(conditions("femur"))
+    assert "<td>40–41</td>" in runs  # n_train differs between the seeds
+
+
+def test_missing_predictions_is_one_line(tmp_path):
+    (tmp_path / "evaluation").mkdir()
+    with pytest.raises(BoneaugError, match=r"no evaluation/predictions\.csv; run the "
+                                           r"experiment first") as info:
+        write_report(tmp_path)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_missing_optional_inputs_say_not_in_this_run(tmp_path):
+    run = make_run(tmp_path, synth=False, extras=False)
+    paths = write_report(run, n_boot=20)
+    page = paths.html.read_text(encoding="utf-8")
+    assert paths.csv.is_file()
+    for number in (6, 7, 8, 9):
+        assert NOT_IN_RUN in section(page, number), number
+    assert "Synthetic images (synth/ folder): not in this run" in section(page, 7)
+    assert "data:image/png;base64," not in section(page, 7)
+    # The figures that need only predictions are still there.
+    assert "data:image/png;base64," in section(page, 3)
+    assert "data:image/png;base64," in section(page, 4)
+
+
+def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
+    run = make_run(tmp_path, synth=False, extras=False)
+    (run / "evaluation" / "gate.json").write_text("{not json")
+    (run / "config.yaml").write_text("a: [unclosed\n")
+    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    assert "gate.json could not be read" in section(page, 6)
+    assert "config.yaml could not be read" in section(page, 9)
+
+
+def test_main_ratio_from_protocol_else_most_common_gan_ratio(tmp_path):
+    run = make_run(tmp_path / "a", synth=False, extras=False)
+    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    # gan-r1 and gan-r3 tie; the tie goes to the larger ratio.
+    assert "3 (from the most common ratio of the gan conditions)" in section(page, 1)
+    (run / "config.yaml").write_text("name: tiny\nprotocol:\n  main_ratio: 1\n")
+    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    assert "1 (from config protocol.main_ratio)" in section(page, 1)
+    assert "<dd>tiny</dd>" in section(page, 1)
+    # At ratio 1 only the own-bone gan conditions exist: the diagonal, no transfer cells.
+    transfer = section(page, 5)
+    gan_part, tstr_part = transfer.split("<h3>Train on synthetic, test on real")
+    assert "GAN augmentation, ratio 1" in gan_part
+    assert gan_part.count("<td></td>") == 2  # femur->tibia and tibia->femur
+    assert "(TSTR), ratio 3" in tstr_part  # tstr ran at 3 only: its own ratio is used
