@@ -124,6 +124,10 @@ def select(manifest: Manifest, strategy: str, *, bone: str | None = None,
 def _extras(manifest: Manifest, extra: Manifest | None, strategy: str, bone: str | None,
             ratio: float | None, real_positives: int, seed: int, where: str
             ) -> tuple[Manifest, list]:
+    if extra is None and strategy == "oracle":
+        raise BoneaugError(f"{where}: the oracle needs --extra: a manifest of held-back real "
+                           "positives (never the training set's own rows)")
+    given = extra is not None
     if extra is None:  # an augmented manifest carries its synthetic rows itself
         extra = manifest
         table = extra.table
@@ -140,8 +144,14 @@ def _extras(manifest: Manifest, extra: Manifest | None, strategy: str, bone: str
     if bone is not None:
         usable &= table["bone"] == bone
     usable &= table["label"] == 1
-    pool = table.index[usable].tolist()
     name = str(extra.source or "extra manifest")
+    if given:
+        twice = set(table.loc[usable, "image_id"]) & set(manifest.table["image_id"])
+        if twice:
+            raise BoneaugError(f"{name}: image {sorted(twice)[0]} is also in the main manifest "
+                               f"(and {len(twice) - 1} more); extra positives must be images "
+                               "the training set does not already hold")
+    pool = table.index[usable].tolist()
     if not pool and strategy == "gan-gated":  # the gate may drop every synthetic image
         return extra, []
     if not pool:

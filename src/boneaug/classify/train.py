@@ -84,6 +84,8 @@ class ClassifierConfig:
                 raise bad(key, "must be a positive whole number")
         if self.size < 32:
             raise bad("size", "must be at least 32")
+        if self.batch_size < 2:
+            raise bad("batch_size", "must be at least 2 (batch normalisation)")
         for key in ("patience", "min_epochs", "steps_per_epoch"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -47,7 +47,7 @@ class DataConfig:
     normal: int = 300
     lesion: int = 200
     size: int = 256
-    difficulty: float = 0.5
+    difficulty: float = 0.0          # calibrated: docs/phantom.md, "Classifier calibration"
     distractors: bool = True
     # the patient-level split (when the manifest has none, or always for the phantom)
     val: float = 0.2

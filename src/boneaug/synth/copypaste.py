@@ -29,8 +29,9 @@ from boneaug.patches.store import read_json_object
 class RealLesionPaste(nn.Module):
     """Maps a batch of healthy patches `(B, 1, P, P)` in [-1, 1] to real lesion patches.
 
-    Lesion patches are drawn without replacement in a seeded random order (and reshuffled
-    when all were used), so a run is reproducible and uses every real lesion evenly.
+    Which lesion a patch gets is a hash of the patch's pixels and the seed: reproducible,
+    independent of the batch size and of how torchrun shares the images out (a patch is
+    the same whichever process paints it), and uniform over the real lesions.
     """
 
     def __init__(self, lesion_patches: np.ndarray, seed: int = 0) -> None:
@@ -39,17 +40,19 @@ class RealLesionPaste(nn.Module):
             raise ValueError("lesion_patches must be a non-empty (N, P, P) stack")
         lesions = to_model_range(torch.from_numpy(np.asarray(lesion_patches, np.float32)))
         self.register_buffer("lesions", lesions[:, None])
-        self._rng = np.random.default_rng(seed)
-        self._order: list[int] = []
+        self.seed = int(seed)
 
-    def _next(self, k: int) -> list[int]:
-        while len(self._order) < k:
-            self._order += self._rng.permutation(len(self.lesions)).tolist()
-        picked, self._order = self._order[:k], self._order[k:]
+    def choose(self, healthy: torch.Tensor) -> list[int]:
+        """The lesion index of each patch of the batch."""
+        picked = []
+        for patch in healthy.detach().float().cpu().numpy():
+            digest = hashlib.sha256(np.ascontiguousarray(patch).tobytes()
+                                    + self.seed.to_bytes(8, "little", signed=True)).digest()
+            picked.append(int.from_bytes(digest[:8], "little") % len(self.lesions))
         return picked
 
     def forward(self, healthy: torch.Tensor) -> torch.Tensor:
-        picked = self.lesions[self._next(healthy.shape[0])].to(healthy.dtype)
+        picked = self.lesions[self.choose(healthy)].to(healthy.dtype)
         shift = healthy.mean(dim=(1, 2, 3), keepdim=True) - picked.mean(dim=(1, 2, 3),
                                                                          keepdim=True)
         return (picked + shift).clamp(-1.0, 1.0)
