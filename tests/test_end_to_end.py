@@ -1,18 +1,21 @@
-"""The whole command line on a tiny phantom set: every stage built so far, in order.
+"""The whole command line on a tiny phantom set: every stage, in order.
 
 phantom -> import (csv) -> validate -> split -> stats -> patches -> gan train ->
-synthesize (and transfer to another bone), each through the `boneaug` CLI, checking what
-each stage hands the next.
+synthesize (and transfer to another bone, and copy-paste) -> classify (baseline, gan) ->
+experiment -> report, each through the `boneaug` CLI, checking what each stage hands the
+next.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from boneaug.data import load_manifest
 from boneaug.patches import load_domains
@@ -109,3 +112,43 @@ def test_cli_pipeline_on_tiny_phantom(tmp_path):
                   "--bone", "femur", "--count", 1, "--out", work / "s2")
     assert bad.returncode == 2 and "generator checkpoint not found" in bad.stderr
     assert bad.stderr.count("\n") == 1 and not (work / "s2").exists()
+
+    # classify: a baseline and a gan classifier of the femur; predictions on real test rows
+    small = ["--set", "size=32", "--set", "width=4", "--set", "epochs=2", "--set",
+             "device=cpu"]
+    out = ok("classify", "--manifest", split_path, "--bone", "femur", "--strategy",
+             "baseline", "--out", work / "cls" / "baseline", *small)
+    assert "test ROC AUC" in out
+    ok("classify", "--manifest", split_path, "--bone", "femur", "--strategy", "gan",
+       "--extra", work / "synth" / "synthetic.csv", "--ratio", 1, "--out",
+       work / "cls" / "gan", *small)
+    test_ids = set(split.table.loc[(split.table["split"] == "test")
+                                   & (split.table["bone"] == "femur"), "image_id"])
+    for name in ("baseline", "gan"):
+        predictions = pd.read_csv(work / "cls" / name / "predictions.csv", dtype=str)
+        assert set(predictions["image_id"]) == test_ids
+    metrics = json.loads((work / "cls" / "gan" / "metrics.json").read_text())
+    assert metrics["n_train_pos_extra"] == int(train_femur["label"].sum())
+
+    # copy-paste synthesis, then the whole protocol from a config, and its report
+    ok("synthesize", "--copy-paste", work / "patches" / "femur", "--manifest", split_path,
+       "--bone", "femur", "--count", 2, "--out", work / "synth-cp", "--device", "cpu")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "seed": 0,
+        "data": {"source": "manifest", "manifest": str(work / "manifest.csv"),
+                 "bones": ["femur"], "prevalence": None},
+        "patches": {"size": 24, "per_lesion": 2, "healthy_per_image": 2},
+        "gan": {"n_blocks": 1, "ngf": 4, "ndf": 4, "iterations": 2, "device": "cpu"},
+        "classifier": {"size": 32, "width": 4, "epochs": 2, "device": "cpu"},
+        "protocol": {"strategies": ["baseline", "copypaste", "gan"], "ratios": [1],
+                     "main_ratio": 1, "seeds": 1, "n_boot": 20},
+    }))
+    run = tmp_path / "run"
+    out = ok("experiment", "--config", config, "--out", run)
+    assert "gan-r1" in out and "copypaste-r1" in out and "report:" in out
+    (run / "report.html").unlink()
+    assert "report.html" in ok("report", run)
+    assert "data:image/png;base64," in (run / "report.html").read_text()
+    results = pd.read_csv(run / "results.csv")
+    assert set(results["condition"]) == {"baseline", "copypaste-r1", "gan-r1"}
