@@ -458,6 +458,11 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
                     available = int((extra.table["bone"] == c.bone).sum())
                     if ratio is not None and available < ratio * counts[c.bone]["train_pos"]:
                         ratio = None
+                        if s == 0:
+                            step(f"warning: the gate kept {available} synthetic {c.bone} "
+                                 f"positives, fewer than ratio {c.ratio:g} asks; {c.name} "
+                                 "uses all it kept" + (" (none: it trains like the baseline)"
+                                                       if available == 0 else ""))
             t0 = time.time()
             result = classify(manifest, c.strategy, run_dir / "cls" / c.bone / c.name / f"seed{s}",
                               config=config.classifier, bone=c.bone, extra=extra, ratio=ratio,
@@ -485,7 +490,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     if report:
         from boneaug.experiment.report import write_report
 
-        report_path = write_report(run_dir, n_boot=config.protocol.n_boot).html
+        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=seed).html
     write_run_json(run_dir, "experiment", config.to_dict(), seed, started,
                    extra={"completed": True})
     return ExperimentResult(run_dir, summary, table, report_path, time.time() - started)

@@ -25,6 +25,7 @@ Every piece of text that comes from a file is HTML-escaped before it enters the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import io
@@ -83,19 +84,38 @@ class ReportPaths:
     csv: Path
 
 
-def write_report(run_dir: str | Path, n_boot: int = 2000) -> ReportPaths:
+def _bootstrap_settings(run: Path, n_boot: int | None, seed: int | None) -> tuple[int, int]:
+    """The run config's ``protocol.n_boot`` and ``seed`` where not given (else 2000, 0), so
+    that `boneaug report` reproduces the intervals the experiment printed."""
+    config: dict[str, Any] = {}
+    with contextlib.suppress(OSError, yaml.YAMLError):
+        loaded = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        config = loaded if isinstance(loaded, dict) else {}
+    protocol = config.get("protocol") if isinstance(config.get("protocol"), dict) else {}
+    if n_boot is None:
+        n_boot = protocol.get("n_boot") if isinstance(protocol.get("n_boot"), int) else 2000
+    if seed is None:
+        seed = config.get("seed") if isinstance(config.get("seed"), int) else 0
+    return int(n_boot), int(seed)
+
+
+def write_report(run_dir: str | Path, n_boot: int | None = None,
+                 seed: int | None = None) -> ReportPaths:
     """Write ``run_dir/results.csv`` and ``run_dir/report.html`` for an experiment run.
 
     `n_boot` is the number of bootstrap resamples of the test images behind each 95 %
-    confidence interval. Raises `BoneaugError` when ``evaluation/predictions.csv`` is
-    missing or unreadable; any other missing input only empties its section.
+    confidence interval and `seed` seeds them; by default both come from the run's
+    ``config.yaml`` (``protocol.n_boot``, ``seed``). Raises `BoneaugError` when
+    ``evaluation/predictions.csv`` is missing or unreadable; any other missing input only
+    empties its section.
     """
     run = Path(run_dir)
     predictions_path = run / "evaluation" / "predictions.csv"
     if not predictions_path.is_file():
         raise BoneaugError(f"{run}: no evaluation/predictions.csv; run the experiment first")
+    n_boot, seed = _bootstrap_settings(run, n_boot, seed)
     predictions = read_predictions(predictions_path)
-    summary = summarise(predictions, n_boot=n_boot, seed=0)
+    summary = summarise(predictions, n_boot=n_boot, seed=seed)
 
     csv_path = run / "results.csv"
     with atomic_path(csv_path) as tmp:
