@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from boneaug.classify import classify
+from boneaug.config import parse_overrides
 from boneaug.data import Manifest, load_manifest, save_manifest
 from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
@@ -38,9 +39,11 @@ def main() -> None:
     parser.add_argument("--difficulty", type=float, default=None,
                         help="default: the config's data.difficulty")
     parser.add_argument("--out", default="runs/calibration")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override SECTION.KEY=VALUE, e.g. classifier.arch=resnet18")
     args = parser.parse_args()
 
-    config = load_experiment_config(args.config)
+    config = load_experiment_config(args.config, parse_overrides(args.overrides))
     data = config.data
     bones = args.bones.split(",") if args.bones else data.bones
     difficulty = data.difficulty if args.difficulty is None else args.difficulty
@@ -50,7 +53,7 @@ def main() -> None:
     train_share = 1 - data.val - data.test
     n_lesion = int(np.ceil(max(positives) / train_share)) + 4
     n_normal = int(np.ceil(args.negatives / train_share)) + 4
-    phantom_dir = out / f"phantom-d{difficulty:g}"
+    phantom_dir = out / f"phantom-d{difficulty:g}-n{n_normal}-l{n_lesion}"
     if not (phantom_dir / "manifest.csv").is_file():
         make_phantom(phantom_dir, PhantomConfig(
             bones=tuple(bones), normal=n_normal, lesion=n_lesion, size=data.size,
@@ -73,8 +76,10 @@ def main() -> None:
                 keep = list(others) + list(negatives) + list(order[:n])
                 subset = Manifest(table.loc[sorted(keep)].reset_index(drop=True),
                                   root=split.root)
-                folder = out / f"d{difficulty:g}" / bone / f"p{n}" / f"seed{seed}"
-                subset_path = save_manifest(subset, out / f"d{difficulty:g}" / "subset.csv")
+                folder = (out / f"d{difficulty:g}-{config.classifier.arch}" / bone / f"p{n}"
+                          / f"seed{seed}")
+                subset_path = save_manifest(
+                    subset, out / f"d{difficulty:g}-{config.classifier.arch}" / "subset.csv")
                 t0 = time.time()
                 report = classify(load_manifest(subset_path), "baseline", folder,
                                   config=config.classifier, bone=bone, seed=seed,
@@ -87,7 +92,7 @@ def main() -> None:
                 print(f"{bone} n={n} seed {seed}: test AUC {report.test_auc:.3f} "
                       f"({time.time() - t0:.0f} s)", flush=True)
     curve = pd.DataFrame(rows)
-    curve.to_csv(out / f"curve-d{difficulty:g}.csv", index=False)
+    curve.to_csv(out / f"curve-d{difficulty:g}-{config.classifier.arch}.csv", index=False)
     summary = curve.groupby(["bone", "positives"])["test_auc"].agg(["mean", "std"])
     print(f"\ndifficulty {difficulty:g}, {args.negatives} train normals per bone, "
           f"{args.seeds} seed(s), classifier {config.classifier.arch} "

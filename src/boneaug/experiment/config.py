@@ -115,6 +115,8 @@ class ProtocolConfig:
     sweep: list[str] = field(default_factory=lambda: ["gan", "oracle"])
     seeds: int = 3
     transfer_from: list[str] | None = None   # generator bones for gan-transfer (None: all)
+    bones: list[str] | None = None   # the bones to train and test classifiers of (None: all
+                                     # of data.bones; the data of all of them is made alike)
     gate: GateConfig = field(default_factory=GateConfig)
     n_boot: int = 2000
 
@@ -170,6 +172,9 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     protocol = _take(ProtocolConfig, protocol_values, f"{where}: protocol")
     protocol.gate = gate
     protocol.validate(f"{where}: protocol")
+    outside = [b for b in (protocol.bones or []) if b not in data.bones]
+    if outside:
+        raise BoneaugError(f"{where}: protocol.bones: {outside[0]!r} is not in data.bones")
     if data.source != "phantom" and "oracle" in protocol.strategies:
         raise BoneaugError(f"{where}: protocol.strategies: oracle needs held-back real "
                            "positives, which only the phantom can make; remove it")

@@ -216,7 +216,7 @@ def conditions(config: ExperimentConfig) -> list[Condition]:
     proto = config.protocol
     out: list[Condition] = []
     seed = config.seed
-    for bone in config.data.bones:
+    for bone in proto.bones or config.data.bones:
         for strategy in proto.strategies:
             ratios = proto.ratios if strategy in proto.sweep else [proto.main_ratio]
             if strategy in ("baseline", "weighted", "classic"):
@@ -325,7 +325,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     all_conditions = conditions(config)
     strategies = {c.strategy for c in all_conditions}
     n_cls = len(all_conditions) * config.protocol.seeds
-    say(f"experiment {config.name!r} -> {run_dir}: {len(config.data.bones)} bone(s), "
+    n_bones = len(config.protocol.bones or config.data.bones)
+    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), "
         f"{len(all_conditions)} conditions x {config.protocol.seeds} seed(s) = {n_cls} "
         "classifiers")
     if config.note:
