@@ -105,6 +105,9 @@ class GateConfig:
     normal_quantile: float = 0.5
     # ... and its lesion box differs from the source by at least this mean |change|
     min_change: float = 0.01
+    # ... and (if not "any") its lesion box got darker ("darker": lytic lesions remove
+    # bone) or brighter ("brighter": sclerotic / blastic lesions) on average
+    direction: str = "any"
 
 
 @dataclass
@@ -171,6 +174,12 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     gate = _take(GateConfig, protocol_values.pop("gate", None), f"{where}: protocol.gate")
     protocol = _take(ProtocolConfig, protocol_values, f"{where}: protocol")
     protocol.gate = gate
+    if gate.direction not in ("any", "darker", "brighter"):
+        raise BoneaugError(f"{where}: protocol.gate.direction: must be any, darker or "
+                           f"brighter, got {gate.direction!r}")
+    if not 0 <= gate.normal_quantile <= 1:
+        raise BoneaugError(f"{where}: protocol.gate.normal_quantile: must be in [0, 1], got "
+                           f"{gate.normal_quantile!r}")
     protocol.validate(f"{where}: protocol")
     outside = [b for b in (protocol.bones or []) if b not in data.bones]
     if outside:

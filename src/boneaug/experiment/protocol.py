@@ -260,11 +260,12 @@ def _max_ratio(config: ExperimentConfig, strategies: set[str]) -> float:
 # --------------------------------------------------------------------------- quality gate
 
 
-def _lesion_change(synthetic: np.ndarray, source: np.ndarray, box: list[float]) -> float:
+def _lesion_change(synthetic: np.ndarray, source: np.ndarray, box: list[float]
+                   ) -> tuple[float, float]:
+    """Mean |change| and mean signed change (negative: darker) inside the lesion box."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    a = synthetic[y0:y1, x0:x1]
-    b = source[y0:y1, x0:x1]
-    return float(np.abs(a - b).mean()) if a.size else 0.0
+    diff = synthetic[y0:y1, x0:x1] - source[y0:y1, x0:x1]
+    return (float(np.abs(diff).mean()), float(diff.mean())) if diff.size else (0.0, 0.0)
 
 
 def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest) -> dict:
@@ -286,25 +287,30 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
                                                cls_config.crop, run_dir / "cache"), cls_config)
     gate = config.protocol.gate
     threshold = float(np.quantile(normal_scores, gate.normal_quantile))
-    changes = []
+    measured = []
     for row in synthetic.table.itertuples():
         provenance = json.loads(row.provenance)
-        changes.append(_lesion_change(read_image(synthetic.resolve(row.path)),
-                                      read_image(Path(provenance["source_path"])),
-                                      provenance["lesion_box"]))
-    keep = (syn_scores >= threshold) & (np.asarray(changes) >= gate.min_change)
+        measured.append(_lesion_change(read_image(synthetic.resolve(row.path)),
+                                       read_image(Path(provenance["source_path"])),
+                                       provenance["lesion_box"]))
+    changes = np.asarray([m[0] for m in measured])
+    signed = np.asarray([m[1] for m in measured])
+    direction_ok = {"any": np.ones(len(signed), bool), "darker": signed < 0,
+                    "brighter": signed > 0}[gate.direction]
+    keep = (syn_scores >= threshold) & (changes >= gate.min_change) & direction_ok
     out = run_dir / "gate" / bone
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"image_id": synthetic.table["image_id"], "score": syn_scores,
-                  "change": changes, "kept": keep.astype(int)}).to_csv(out / "scores.csv",
-                                                                        index=False)
+                  "change": changes, "signed_change": signed,
+                  "kept": keep.astype(int)}).to_csv(out / "scores.csv", index=False)
     kept = Manifest(new_table(synthetic.table[keep].to_dict("records")), root=synthetic.root)
     save_manifest(kept, out / "gated.csv")
     return {"bone": bone, "threshold": threshold, "normal_quantile": gate.normal_quantile,
             "min_change": gate.min_change, "scored": int(len(keep)), "kept": int(keep.sum()),
             "dropped": int(len(keep) - keep.sum()),
             "dropped_by_score": int((syn_scores < threshold).sum()),
-            "dropped_by_change": int((np.asarray(changes) < gate.min_change).sum()),
+            "dropped_by_change": int((changes < gate.min_change).sum()),
+            "direction": gate.direction, "dropped_by_direction": int((~direction_ok).sum()),
             "source": f"synth/gan/{bone}-s{config.seed}"}
 
 

@@ -1,0 +1,58 @@
+"""The experiment config: validation with one-line errors, the conditions it expands to."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from boneaug.errors import BoneaugError
+from boneaug.experiment import conditions, experiment_config
+from boneaug.experiment.protocol import _lesion_change
+
+
+def test_conditions_expand_strategies_ratios_and_transfer_sources():
+    config = experiment_config({
+        "data": {"bones": ["femur", "tibia", "humerus"]},
+        "protocol": {"ratios": [1, 10], "main_ratio": 3, "sweep": ["gan", "oracle"],
+                     "bones": ["tibia"]}})
+    names = [c.name for c in conditions(config)]
+    assert names == ["baseline", "weighted", "oversample-r3", "classic", "copypaste-r3",
+                     "gan-r1", "gan-r10", "gan-gated-r3", "gan-transfer-r3-from-femur",
+                     "gan-transfer-r3-from-humerus", "oracle-r1", "oracle-r10", "tstr-r3"]
+    transfer = [c for c in conditions(config) if c.strategy == "gan-transfer"]
+    assert {c.generator_bone for c in transfer} == {"femur", "humerus"}
+    assert transfer[0].extra == "synth/gan/tibia-from-femur-s0/synthetic.csv"
+    assert all(c.bone == "tibia" for c in conditions(config))
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"protcol": {}}, "unknown section 'protcol'"),
+    ({"protocol": {"strategies": ["gan"]}}, "must include baseline"),
+    ({"protocol": {"strategies": ["baseline", "mixup"]}}, "unknown 'mixup'"),
+    ({"protocol": {"sweep": ["classic"]}}, "'classic' has no ratio"),
+    ({"protocol": {"ratios": [0]}}, "ratios must be positive"),
+    ({"protocol": {"seeds": 0}}, "seeds: must be a positive"),
+    ({"protocol": {"bones": ["radius"]}}, "'radius' is not in data.bones"),
+    ({"protocol": {"gate": {"direction": "up"}}}, "direction: must be any, darker"),
+    ({"protocol": {"gate": {"treshold": 1}}}, "unknown setting 'treshold'"),
+    ({"data": {"prevalence": 1.5}}, "prevalence: must be in"),
+    ({"data": {"source": "manifest", "manifest": "m.csv"}}, "oracle needs held-back"),
+    ({"data": {"source": "dicom"}}, "source: must be phantom or manifest"),
+    ({"classifier": {"arch": "vgg"}}, "arch must be one of"),
+    ({"seed": "zero"}, "seed must be a whole number"),
+])
+def test_bad_configs_are_one_clear_line(values, match):
+    with pytest.raises(BoneaugError, match=match) as info:
+        experiment_config(values, "x.yaml")
+    assert "\n" not in str(info.value) and str(info.value).startswith("x.yaml")
+
+
+def test_lesion_change_measures_size_and_direction():
+    source = np.full((10, 10), 0.5, np.float32)
+    darker = source.copy()
+    darker[2:6, 2:6] = 0.3  # a lytic lesion: the box gets darker
+    change, signed = _lesion_change(darker, source, [2, 2, 6, 6])
+    assert change == pytest.approx(0.2) and signed == pytest.approx(-0.2)
+    change, signed = _lesion_change(source + 0.1, source, [0, 0, 10, 10])
+    assert change == pytest.approx(0.1) and signed == pytest.approx(0.1)
+    assert _lesion_change(source, source, [3, 3, 3, 3]) == (0.0, 0.0)  # empty box
