@@ -142,6 +142,10 @@ def test_report_is_self_contained_and_complete(full_report):
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(uris) == 6
     assert all(base64.b64decode(u).startswith(b"\x89PNG\r\n\x1a\n") for u in uris)
+    # ... and the same figures as files, for papers and docs
+    files = sorted((run / "figures").glob("*.png"))
+    assert len(files) == 6 and "roc-curves-per-bone.png" in {f.name for f in files}
+    assert sorted(f.read_bytes() for f in files) == sorted(base64.b64decode(u) for u in uris)
     for number in (3, 4, 7):
         assert "data:image/png;base64," in section(page, number)
     assert section(page, 5).count("data:image/png;base64,") == 2

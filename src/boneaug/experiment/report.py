@@ -5,6 +5,7 @@ summarises the classifiers' test predictions with `boneaug.classify.evaluate.sum
 and writes
 
 - ``results.csv``: the summary, one row per (bone, condition);
+- ``figures/*.png``: the report's figures as files, named by their captions;
 - ``report.html``: one file that opens offline. Figures are embedded as base64 PNG data
   URIs and the CSS is inline; nothing links to a network resource, so the report can be
   mailed or archived and still shows everything.
@@ -129,8 +130,27 @@ def write_report(run_dir: str | Path, n_boot: int | None = None,
     inputs = _Inputs.read(run)
     page = _Page(run, predictions, summary, inputs, n_boot)
     html_path = run / "report.html"
-    write_text_atomic(html_path, page.render())
+    text = page.render()
+    write_text_atomic(html_path, text)
+    _write_figures(text, run / "figures")
     return ReportPaths(html=html_path, csv=csv_path)
+
+
+_IMAGE = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def _write_figures(page: str, folder: Path) -> list[Path]:
+    """The page's figures also as PNG files (``figures/<alt text>.png``), for papers and
+    docs; the page itself stays self-contained."""
+    folder.mkdir(exist_ok=True)
+    written = []
+    for alt, data in _IMAGE.findall(page):
+        name = re.sub(r"[^a-z0-9]+", "-", html.unescape(alt).lower()).strip("-") or "figure"
+        path = folder / f"{name}.png"
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(base64.b64decode(data))
+        written.append(path)
+    return written
 
 
 # --------------------------------------------------------------------------- inputs
