@@ -258,3 +258,37 @@ def test_format_table_is_readable() -> None:
     long = summary.copy()
     long.loc[1, "condition"] = "gan-transfer-r3-from-humerus"
     assert max(len(line) for line in format_table(long).splitlines()) <= 100
+
+
+def test_goal_check_reads_gap_and_pairwise_delong():
+    from boneaug.classify.evaluate import compare, format_goal, goal_check
+
+    conditions = {
+        "baseline": ("baseline", math.nan, "", 0.3),
+        "oversample-r3": ("oversample", 3.0, "", 0.3),
+        "copypaste-r3": ("copypaste", 3.0, "", 2.4),
+        "gan-r3": ("gan", 3.0, None, 2.2),
+        "gan-transfer-r3-from-femur": ("gan-transfer", 3.0, "femur", 0.3),
+        "oracle-r3": ("oracle", 3.0, "", 2.5),
+    }
+    table = make_predictions(conditions, bones=("tibia",), n=240)
+    summary = summarise(table, n_boot=50)
+    goal = goal_check(table, summary, 3)
+    rows = {(r["condition"], r["vs"]): r for _, r in goal.iterrows()}
+    gap = rows[("gan-r3", "")]
+    assert gap["goal"] and gap["gap_closed"] > 0.5            # most of the way to the oracle
+    over = rows[("gan-r3", "oversample-r3")]
+    assert over["beats"] and over["delong_p"] < 0.05 and over["delta_auc"] > 0
+    paste = rows[("gan-r3", "copypaste-r3")]
+    assert not paste["beats"] and not paste["goal"]           # copy-paste is as good
+    assert not rows[("gan-transfer-r3-from-femur", "")]["goal"]  # a third: not met
+    # the pairwise test is DeLong on the two seed ensembles
+    labels, first = ensemble(table, "tibia", "gan-r3")
+    _, second = ensemble(table, "tibia", "oversample-r3")
+    expected = delong_test(labels, first, second)
+    assert compare(table, "tibia", "gan-r3", "oversample-r3").p == pytest.approx(expected.p)
+    text = format_goal(goal)
+    assert "MET" in text and "not met" in text and text.count("\n") == len(goal)
+    with pytest.raises(BoneaugError, match="no condition 'gan-r9'"):
+        compare(table, "tibia", "gan-r9", "baseline")
+    assert goal_check(table, summary, 10).empty

@@ -9,7 +9,14 @@ Public face:
   `delong_test`) and `summarise` / `format_table` over many runs' predictions.
 """
 
-from boneaug.classify.evaluate import format_table, read_predictions, summarise
+from boneaug.classify.evaluate import (
+    compare,
+    format_goal,
+    format_table,
+    goal_check,
+    read_predictions,
+    summarise,
+)
 from boneaug.classify.inputs import classifier_input, load_inputs
 from boneaug.classify.metrics import (
     bootstrap_ci,
@@ -33,7 +40,8 @@ from boneaug.classify.train import (
 __all__ = [
     "ARCHS", "STRATEGIES", "USES_EXTRA", "USES_RATIO", "ClassifierConfig", "ClassifyReport",
     "TrainedClassifier", "TrainingSet", "bootstrap_ci", "build_classifier",
-    "build_training_set", "classifier_input", "classify", "delong_test", "format_table",
+    "build_training_set", "classifier_input", "classify", "compare", "delong_test",
+    "format_goal", "format_table", "goal_check",
     "load_inputs", "pr_auc", "predict", "read_predictions", "roc_auc", "roc_curve", "select",
     "sensitivity_at_specificity", "summarise", "test_metrics", "train_classifier",
 ]

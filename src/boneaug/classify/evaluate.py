@@ -426,3 +426,86 @@ def _p_value(value: Any) -> str:
         return "-"
     p = float(value)
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --------------------------------------------------------------------------- the goal
+
+
+GOAL_COLUMNS = ("bone", "condition", "gap_closed", "vs", "delta_auc", "delong_p", "beats",
+                "goal")
+
+
+def compare(predictions: pd.DataFrame, bone: str, first: str, second: str) -> Any:
+    """DeLong's test of the seed ensemble of condition `first` against that of `second`,
+    on the bone's shared test images (`metrics.DeLongResult`, auc1 = `first`)."""
+    table = _typed(predictions, source="predictions", first_line=None)
+    chosen = table[table["bone"] == bone]
+    pair = []
+    for name in (first, second):
+        rows = chosen[chosen["condition"] == name]
+        if rows.empty:
+            raise BoneaugError(f"predictions: bone {bone!r} has no condition {name!r}")
+        pair.append(_collect(rows, bone, name))
+    _check_same_images(pair)
+    return delong_test(pair[0].labels, pair[0].scores.mean(axis=0),
+                       pair[1].scores.mean(axis=0))
+
+
+def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float
+               ) -> pd.DataFrame:
+    """The benchmark's goal, per bone, at synthetic ratio `ratio`:
+
+    - ``gan`` closes at least half of the baseline -> oracle AUC gap, and beats
+      ``oversample`` and ``copypaste`` (same ratio) with DeLong p < 0.05;
+    - each ``gan-transfer`` closes at least a third of the gap.
+
+    One row per (bone, condition, comparison): the condition's gap closed, the compared
+    condition (``vs``; "" for the gap alone), the ensemble AUC difference, DeLong's p,
+    ``beats`` (difference > 0 and p < 0.05) and ``goal`` (whether this line's part of the
+    goal is met). Conditions or comparisons missing from the run are left out.
+    """
+    name = f"r{ratio:g}"
+    out = []
+    for bone, rows in summary.groupby("bone", sort=False):
+        by_name = {str(r["condition"]): r for _, r in rows.iterrows()}
+        gan = by_name.get(f"gan-{name}")
+        if gan is not None:
+            gap = float(gan["gap_closed"])
+            out.append({"bone": bone, "condition": gan["condition"], "gap_closed": gap,
+                        "vs": "", "delta_auc": float("nan"), "delong_p": float("nan"),
+                        "beats": False, "goal": bool(gap >= 0.5)})
+            for other in (f"oversample-{name}", f"copypaste-{name}"):
+                if other not in by_name:
+                    continue
+                test = compare(predictions, str(bone), str(gan["condition"]), other)
+                beats = bool(test.difference > 0 and test.p < 0.05)
+                out.append({"bone": bone, "condition": gan["condition"], "gap_closed": gap,
+                            "vs": other, "delta_auc": float(test.difference),
+                            "delong_p": float(test.p), "beats": beats, "goal": beats})
+        for condition, row in by_name.items():
+            if row["strategy"] == "gan-transfer" and condition.startswith(
+                    f"gan-transfer-{name}-"):
+                gap = float(row["gap_closed"])
+                out.append({"bone": bone, "condition": condition, "gap_closed": gap,
+                            "vs": "", "delta_auc": float("nan"), "delong_p": float("nan"),
+                            "beats": False, "goal": bool(gap >= 1 / 3)})
+    return pd.DataFrame(out, columns=list(GOAL_COLUMNS))
+
+
+def format_goal(goal: pd.DataFrame) -> str:
+    """`goal_check` as plain text, one line per part of the goal."""
+    if goal.empty:
+        return "goal: no gan or gan-transfer condition at this ratio in the run\n"
+    lines = []
+    for _, r in goal.iterrows():
+        gap = "-" if _missing(r["gap_closed"]) else f"{float(r['gap_closed']):.0%}"
+        if r["vs"]:
+            text = (f"beats {r['vs']}: ΔAUC {_num(r['delta_auc'], signed=True)}, DeLong p "
+                    f"{_p_value(r['delong_p'])}")
+        elif str(r["condition"]).startswith("gan-transfer"):
+            text = f"closes >= 1/3 of the gap: {gap}"
+        else:
+            text = f"closes >= 1/2 of the gap: {gap}"
+        lines.append(f"{r['bone']:<8} {r['condition']:<28} {text:<50} "
+                     f"{'MET' if r['goal'] else 'not met'}")
+    return "\n".join(lines) + "\n"

@@ -49,7 +49,9 @@ from boneaug.classify import (
     USES_EXTRA,
     ClassifierConfig,
     classify,
+    format_goal,
     format_table,
+    goal_check,
     load_inputs,
     predict,
     summarise,
@@ -493,6 +495,11 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
                       {"bones": [g for g in gates if g]})
     summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=seed)
     table = format_table(summary)
+    goal = goal_check(predictions, summary, config.protocol.main_ratio)
+    if not goal.empty:
+        table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 of "
+                  "the baseline-to-oracle gap and beats oversample and copypaste with DeLong "
+                  "p < 0.05; gan-transfer closes >= 1/3):\n" + format_goal(goal))
     report_path = None
     if report:
         from boneaug.experiment.report import write_report
