@@ -164,7 +164,8 @@ def test_report_contents(full_report):
     page = paths.html.read_text(encoding="utf-8")
     results = section(page, 2)
     assert 'class="sig"' in results  # gan-r3 beats the baseline clearly
-    assert results.count("<h3>") == len(BONES)
+    assert results.count("<h3>") == len(BONES) + 1  # a table per bone, then the goal
+    assert "Against the goal (ratio 3)" in results and "gan-transfer-r3-from-" in results
     for bone in BONES:
         for condition, *_ in conditions(bone):
             assert f"<td>{condition}</td>" in results
