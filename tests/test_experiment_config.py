@@ -56,3 +56,20 @@ def test_lesion_change_measures_size_and_direction():
     change, signed = _lesion_change(source + 0.1, source, [0, 0, 10, 10])
     assert change == pytest.approx(0.1) and signed == pytest.approx(0.1)
     assert _lesion_change(source, source, [3, 3, 3, 3]) == (0.0, 0.0)  # empty box
+
+
+def test_a_setting_added_since_does_not_block_resuming(tmp_path):
+    import yaml
+
+    from boneaug.experiment.protocol import _open_run
+
+    config = experiment_config({"protocol": {"seeds": 2}})
+    run = tmp_path / "run"
+    _open_run(config, run, fresh=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["protocol"]["gate"]["direction"]  # as written by a version without it
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "run.json").write_text('{"command": "experiment"}')
+    _open_run(config, run, fresh=False)  # the default fills the gap: the same config
+    with pytest.raises(BoneaugError, match="another config"):
+        _open_run(experiment_config({"protocol": {"seeds": 3}}), run, fresh=False)

@@ -64,7 +64,7 @@ from boneaug.data.runinfo import write_run_json
 from boneaug.data.splits import split_manifest
 from boneaug.data.stats import describe_manifest
 from boneaug.errors import BoneaugError
-from boneaug.experiment.config import ExperimentConfig
+from boneaug.experiment.config import ExperimentConfig, experiment_config
 from boneaug.gan import train_cyclegan
 from boneaug.patches import extract_patches, load_domains
 from boneaug.synth import synthesize
@@ -143,6 +143,12 @@ def _open_run(config: ExperimentConfig, out_dir: Path, fresh: bool) -> None:
     if saved.is_file():
         have = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
         have.pop("source", None)
+        try:  # through the dataclasses: a setting added since (with its default) is no change
+            have = experiment_config(have, str(saved)).to_dict()
+            have.pop("source", None)
+            have = json.loads(json.dumps(have))
+        except BoneaugError:
+            pass  # not a config of this version: compared as written, so it differs
         if have != json.loads(json.dumps(wanted)):
             changed = sorted(k for k in set(have) | set(wanted)
                              if have.get(k) != json.loads(json.dumps(wanted.get(k))))
