@@ -114,6 +114,7 @@ def select(manifest: Manifest, strategy: str, *, bone: str | None = None,
             manifest, extra, strategy, bone, ratio, len(positives), seed, where)
         if strategy == "tstr":
             selection.train = negatives
+            info["n_train_pos_real"] = 0  # it trains on none (they exist: the other runs)
     info.update({"n_train_pos_extra": len(selection.extra),
                  "repeat_positives": selection.repeat_positives,
                  "pos_weight": selection.pos_weight, "augment": selection.augment})
