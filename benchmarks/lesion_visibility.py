@@ -25,13 +25,7 @@ import numpy as np
 
 from boneaug.data import load_manifest, read_image
 from boneaug.data.phantom import image_rng, render_radiograph
-
-
-def box_change(a: np.ndarray, b: np.ndarray, box: list[float]) -> tuple[float, float]:
-    """Mean |a - b| and mean (a - b) inside the box (negative: the lesion is darker)."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    diff = a[y0:y1, x0:x1] - b[y0:y1, x0:x1]
-    return float(np.abs(diff).mean()), float(diff.mean())
+from boneaug.experiment.protocol import lesion_change
 
 
 def real_changes(run: Path, bone: str, pool: bool) -> tuple[list, list[float]]:
@@ -46,7 +40,7 @@ def real_changes(run: Path, bone: str, pool: bool) -> tuple[list, list[float]]:
         twin = render_radiograph(bone, False, image.shape[0], float(row.difficulty),
                                  image_rng(int(row.phantom_seed), bone, 1, index)).image
         for box in row.boxes:
-            changes.append(box_change(image, twin, box))
+            changes.append(lesion_change(image, twin, box))
             sides.append(np.sqrt((box[2] - box[0]) * (box[3] - box[1])) / image.shape[0])
     return changes, sides
 
@@ -59,7 +53,7 @@ def synthetic_changes(csv: Path) -> tuple[list, list[float]]:
         image = read_image(manifest.resolve(row.path))
         source = read_image(Path(provenance["source_path"]))
         box = provenance["lesion_box"]
-        changes.append(box_change(image, source, box))
+        changes.append(lesion_change(image, source, box))
         sides.append(np.sqrt((box[2] - box[0]) * (box[3] - box[1])) / image.shape[0])
     return changes, sides
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -20,3 +22,20 @@ def write_gray_png(path: Path, height: int = 32, width: int = 48, seed: int = 0)
 @pytest.fixture
 def tiny_images(tmp_path: Path) -> list[Path]:
     return [write_gray_png(tmp_path / "img" / f"im{i}.png", seed=i) for i in range(4)]
+
+
+def free_port() -> int:
+    """A free local TCP port for a torchrun / torch.distributed rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a shared 2-core machine two threads of two
+    processes spin against each other and make a tiny CNN ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

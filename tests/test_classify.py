@@ -40,14 +40,7 @@ TINY = {"size": 32, "width": 4, "epochs": 2, "batch_size": 8, "lr": 3e-3, "amp":
         "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads spin against each other
-    and make a 4-channel CNN ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -24,17 +24,12 @@ from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
 from boneaug.patches import bone_region, extract_patches, load_domains
 from boneaug.synth import RealLesionPaste, copy_paste_translator, synthesize
+from conftest import free_port
 
 PATCH = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two threads on a shared 2-core machine spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -224,11 +219,7 @@ def test_cli_generator_and_copy_paste_is_one_error(world, tmp_path, which_args, 
 
 
 def test_copy_paste_two_processes_give_the_same_images_as_one(world, tmp_path):
-    import socket
-
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     root, split, bone_dir = world
     synthesize(bone_dir, split, "femur", tmp_path / "one", count=6, seed=3, device="cpu",
                progress=False, translator=copy_paste_translator(bone_dir, seed=3))

@@ -7,7 +7,7 @@ import pytest
 
 from boneaug.errors import BoneaugError
 from boneaug.experiment import conditions, experiment_config
-from boneaug.experiment.protocol import _lesion_change
+from boneaug.experiment.protocol import lesion_change
 
 
 def test_conditions_expand_strategies_ratios_and_transfer_sources():
@@ -51,11 +51,11 @@ def test_lesion_change_measures_size_and_direction():
     source = np.full((10, 10), 0.5, np.float32)
     darker = source.copy()
     darker[2:6, 2:6] = 0.3  # a lytic lesion: the box gets darker
-    change, signed = _lesion_change(darker, source, [2, 2, 6, 6])
+    change, signed = lesion_change(darker, source, [2, 2, 6, 6])
     assert change == pytest.approx(0.2) and signed == pytest.approx(-0.2)
-    change, signed = _lesion_change(source + 0.1, source, [0, 0, 10, 10])
+    change, signed = lesion_change(source + 0.1, source, [0, 0, 10, 10])
     assert change == pytest.approx(0.1) and signed == pytest.approx(0.1)
-    assert _lesion_change(source, source, [3, 3, 3, 3]) == (0.0, 0.0)  # empty box
+    assert lesion_change(source, source, [3, 3, 3, 3]) == (0.0, 0.0)  # empty box
 
 
 def test_a_setting_added_since_does_not_block_resuming(tmp_path):
@@ -73,3 +73,17 @@ def test_a_setting_added_since_does_not_block_resuming(tmp_path):
     _open_run(config, run, fresh=False)  # the default fills the gap: the same config
     with pytest.raises(BoneaugError, match="another config"):
         _open_run(experiment_config({"protocol": {"seeds": 3}}), run, fresh=False)
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"data": {"bones": "femur"}}, "data.bones: must be a list"),
+    ({"protocol": {"ratios": 3}}, "protocol.ratios: must be a list"),
+    ({"data": {"val": "a"}}, "data.val: must be a number"),
+    ({"data": {"normal": True}}, "data.normal: must be a whole number"),
+    ({"data": {"negatives_from": ["lower_limb"]}}, "negatives_from: must be a mapping"),
+    ({"data": {"negatives_from": {"femur": "lower_limb"}}}, "negatives_from.femur: must be a"),
+    ({"protocol": {"gate": {"min_change": "x"}}}, "gate.min_change: must be a number"),
+])
+def test_wrong_types_are_one_line_not_a_traceback(values, match):
+    with pytest.raises(BoneaugError, match=match):
+        experiment_config(values, "x.yaml")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from boneaug.gan import GENERATOR_FILE, GanConfig, load_generator, train_cyclegan
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -39,7 +33,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert (r0["rank"], r1["rank"], r0["world_size"]) == (0, 1, 2)

@@ -20,6 +20,7 @@ from boneaug.gan import ResnetGenerator
 from boneaug.gan.train import save_generator
 from boneaug.patches import extract_patches
 from boneaug.synth import synthesize
+from conftest import free_port
 
 PATCH = 32
 
@@ -176,13 +177,10 @@ def test_bad_inputs_are_one_line(world, tmp_path):
 
 def test_two_processes_give_the_same_images_as_one(world, tmp_path):
     """torchrun with 2 CPU processes (gloo) shares the sources out; the result is unchanged."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     root, split, ckpt = world
     args = ["synthesize", "--generator", str(ckpt), "--manifest", str(root / "manifest.csv"),
             "--bone", "femur", "--count", "6", "--seed", "3", "--device", "cpu"]

@@ -27,7 +27,7 @@ from boneaug.classify.metrics import (
     sensitivity_at_specificity,
 )
 from boneaug.classify.model import ARCHS, build_classifier
-from boneaug.classify.run import ClassifyReport, build_training_set, classify, test_metrics
+from boneaug.classify.run import ClassifyReport, build_training_set, classify, score_metrics
 from boneaug.classify.strategies import STRATEGIES, USES_EXTRA, USES_RATIO, select
 from boneaug.classify.train import (
     ClassifierConfig,
@@ -43,5 +43,5 @@ __all__ = [
     "build_training_set", "classifier_input", "classify", "compare", "delong_test",
     "format_goal", "format_table", "goal_check",
     "load_inputs", "pr_auc", "predict", "read_predictions", "roc_auc", "roc_curve", "select",
-    "sensitivity_at_specificity", "summarise", "test_metrics", "train_classifier",
+    "score_metrics", "sensitivity_at_specificity", "summarise", "train_classifier",
 ]

@@ -44,7 +44,7 @@ class ClassifyReport:
     info: dict[str, Any]
 
 
-def test_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+def score_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC and sensitivity at 90 % specificity of one set of test scores."""
     return {"auc": roc_auc(labels, scores), "pr_auc": pr_auc(labels, scores),
             "sens90": sensitivity_at_specificity(labels, scores, 0.9)}
@@ -95,7 +95,7 @@ def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
         cache_dir=cache_dir, negatives_from=negatives_from)
     trained = train_classifier(training, val_x, val_y, config, seed=seed, on_epoch=on_epoch)
     scores = predict(trained.model, test_x, config)
-    metrics = test_metrics(test_y, scores)
+    metrics = score_metrics(test_y, scores)
     info = dict(training.info)
     info.update({"n_train": int(len(training.labels)), "seed": seed,
                  "extra_manifest": str(extra.source) if extra is not None else None})

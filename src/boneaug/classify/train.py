@@ -34,6 +34,7 @@ from torch import nn
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
 from boneaug.classify.model import ARCHS, LesionClassifier, build_classifier
+from boneaug.distributed import Ranks, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast
 
@@ -162,20 +163,6 @@ def _autocast(config: ClassifierConfig, device: torch.device) -> contextlib.Abst
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def pick_classifier_device(name: str) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if name == "auto":
-        return torch.device("cuda")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BoneaugError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BoneaugError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 def _batches(train: TrainingSet, rng: np.random.Generator, config: ClassifierConfig,
              pending: list[int]) -> Any:
     """One epoch's batches of indices: one shuffled pass, or `steps_per_epoch` batches
@@ -233,7 +220,7 @@ def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.
     if not 0 < train.labels.sum() < len(train.labels):
         raise BoneaugError("the training set needs both lesion and normal images (it has "
                            f"{int(train.labels.sum())} lesion of {len(train.labels)})")
-    device = pick_classifier_device(config.device)
+    device = pick_device(config.device, Ranks())  # one process: no torchrun here
     torch.manual_seed(seed)
     model = build_classifier(config.arch, config.width).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr,

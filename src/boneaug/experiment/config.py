@@ -30,10 +30,47 @@ def _take(cls: type, values: Any, where: str) -> Any:
     if unknown:
         raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
                            f"{', '.join(sorted(known))})")
+    for f in fields(cls):
+        if f.name in values:
+            _check_type(values[f.name], str(f.type), f"{where}.{f.name}")
     try:
         return cls(**values)
     except TypeError as exc:
         raise BoneaugError(f"{where}: {exc}") from None
+
+
+_SCALARS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_NAMES = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _check_type(value: Any, annotation: str, where: str) -> None:
+    """`value` against a field's annotation (``int``, ``float | None``, ``list[str]``,
+    ``dict[str, list[str]]``, ...), so that a YAML typo is one line, never a traceback
+    later (a string where a list belongs would otherwise be read letter by letter)."""
+    optional = annotation.endswith("| None")
+    kind = annotation[: -len("| None")].strip() if optional else annotation.strip()
+    if value is None and optional:
+        return
+    if kind.startswith("list["):
+        inner = kind[5:-1]
+        if not isinstance(value, list):
+            raise BoneaugError(f"{where}: must be a list ([a, b]), got {value!r}")
+        for item in value:
+            _check_type(item, inner, where)
+        return
+    if kind.startswith("dict["):
+        if not isinstance(value, dict):
+            raise BoneaugError(f"{where}: must be a mapping, got {value!r}")
+        inner = kind[5:-1].split(",", 1)[1].strip()
+        for key, item in value.items():
+            _check_type(item, inner, f"{where}.{key}")
+        return
+    expected = _SCALARS.get(kind)
+    if expected is None:
+        return  # a nested config: checked by its own dataclass
+    bad_bool = isinstance(value, bool) and kind in ("int", "float")
+    if bad_bool or not isinstance(value, expected):
+        raise BoneaugError(f"{where}: must be {_NAMES[kind]}, got {value!r}")
 
 
 @dataclass

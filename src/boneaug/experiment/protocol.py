@@ -202,8 +202,8 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
         if data.prevalence is not None:
             share = data.prevalence / (1 - data.prevalence)
             keep = min(len(positives), max(2, int(round(share * len(negatives)))))
-        kept = rng.permutation(positives)[:keep]
-        held_back += [i for i in positives if i not in set(kept)]
+        kept = set(rng.permutation(positives)[:keep])
+        held_back += [i for i in positives if i not in kept]
         counts[bone] = {"train_pos": int(keep), "train_neg": int(len(negatives)),
                         "held_back": int(len(positives) - keep)}
     pool = Manifest(table.loc[held_back].reset_index(drop=True), root=manifest.root)
@@ -268,11 +268,12 @@ def _max_ratio(config: ExperimentConfig, strategies: set[str]) -> float:
 # --------------------------------------------------------------------------- quality gate
 
 
-def _lesion_change(synthetic: np.ndarray, source: np.ndarray, box: list[float]
-                   ) -> tuple[float, float]:
-    """Mean |change| and mean signed change (negative: darker) inside the lesion box."""
+def lesion_change(image: np.ndarray, reference: np.ndarray, box: list[float]
+                  ) -> tuple[float, float]:
+    """Mean |image - reference| and mean (image - reference) inside the lesion box
+    (negative: the lesion is darker); (0, 0) for an empty box."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    diff = synthetic[y0:y1, x0:x1] - source[y0:y1, x0:x1]
+    diff = image[y0:y1, x0:x1] - reference[y0:y1, x0:x1]
     return (float(np.abs(diff).mean()), float(diff.mean())) if diff.size else (0.0, 0.0)
 
 
@@ -298,9 +299,9 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
     measured = []
     for row in synthetic.table.itertuples():
         provenance = json.loads(row.provenance)
-        measured.append(_lesion_change(read_image(synthetic.resolve(row.path)),
-                                       read_image(Path(provenance["source_path"])),
-                                       provenance["lesion_box"]))
+        measured.append(lesion_change(read_image(synthetic.resolve(row.path)),
+                                      read_image(Path(provenance["source_path"])),
+                                      provenance["lesion_box"]))
     changes = np.asarray([m[0] for m in measured])
     signed = np.asarray([m[1] for m in measured])
     direction_ok = {"any": np.ones(len(signed), bool), "darker": signed < 0,
@@ -510,7 +511,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     if report:
         from boneaug.experiment.report import write_report
 
-        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=seed).html
+        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=seed,
+                                   summary=summary).html
     write_run_json(run_dir, "experiment", config.to_dict(), seed, started,
                    extra={"completed": True})
     return ExperimentResult(run_dir, summary, table, report_path, time.time() - started)

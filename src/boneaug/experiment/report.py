@@ -106,12 +106,13 @@ def _bootstrap_settings(run: Path, n_boot: int | None, seed: int | None) -> tupl
 
 
 def write_report(run_dir: str | Path, n_boot: int | None = None,
-                 seed: int | None = None) -> ReportPaths:
+                 seed: int | None = None, summary: pd.DataFrame | None = None) -> ReportPaths:
     """Write ``run_dir/results.csv`` and ``run_dir/report.html`` for an experiment run.
 
     `n_boot` is the number of bootstrap resamples of the test images behind each 95 %
     confidence interval and `seed` seeds them; by default both come from the run's
-    ``config.yaml`` (``protocol.n_boot``, ``seed``). Raises `BoneaugError` when
+    ``config.yaml`` (``protocol.n_boot``, ``seed``). `summary`: the `summarise` of the
+    same predictions with those settings, when the caller already has it. Raises `BoneaugError` when
     ``evaluation/predictions.csv`` is missing or unreadable; any other missing input only
     empties its section.
     """
@@ -121,7 +122,8 @@ def write_report(run_dir: str | Path, n_boot: int | None = None,
         raise BoneaugError(f"{run}: no evaluation/predictions.csv; run the experiment first")
     n_boot, seed = _bootstrap_settings(run, n_boot, seed)
     predictions = read_predictions(predictions_path)
-    summary = summarise(predictions, n_boot=n_boot, seed=seed)
+    if summary is None:
+        summary = summarise(predictions, n_boot=n_boot, seed=seed)
 
     csv_path = run / "results.csv"
     with atomic_path(csv_path) as tmp:
