@@ -4,7 +4,8 @@
         [--widths 8,16] [--steps 10] [--device cpu]
 
 Each setting runs 3 warm-up steps and then `--steps` timed steps of forward, backward and
-AdamW on random inputs, with bf16 autocast off and on. Run it on a quiet machine: a second
+AdamW on random inputs, with bf16 autocast off and on; then the `classic` strategy's
+augmentation time per batch of 32 at each size. Run it on a quiet machine: a second
 CPU-heavy process on 2 cores slows torch 10x or more (OpenMP threads spin on each other).
 """
 
@@ -17,6 +18,7 @@ import time
 import torch
 
 from boneaug.classify.model import build_classifier
+from boneaug.classify.train import classic_augmentation
 
 
 def step_ms(arch: str, width: int, size: int, amp: bool, steps: int,
@@ -42,6 +44,17 @@ def step_ms(arch: str, width: int, size: int, amp: bool, steps: int,
     return (time.perf_counter() - started) / steps * 1000
 
 
+def augment_ms(size: int, batches: int = 5) -> float:
+    """The `classic` strategy's MONAI transforms on one batch of 32 (per image, CPU)."""
+    transform = classic_augmentation(0)
+    x = torch.rand(32, 1, size, size)
+    torch.stack([torch.as_tensor(transform(img)).float() for img in x])  # warm-up
+    started = time.perf_counter()
+    for _ in range(batches):
+        torch.stack([torch.as_tensor(transform(img)).float() for img in x])
+    return (time.perf_counter() - started) / batches * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default="cnn,resnet18")
@@ -62,6 +75,8 @@ def main() -> None:
                 bf16 = step_ms(arch, width, size, True, args.steps, device)
                 print(f"| {arch} | {width} | {size} | {fp32:.0f} | {bf16:.0f} | "
                       f"{32000 / min(fp32, bf16):.0f} |", flush=True)
+    for size in (int(s) for s in args.sizes.split(",")):
+        print(f"classic augmentation, batch of 32 at {size} px: {augment_ms(size):.0f} ms")
 
 
 if __name__ == "__main__":

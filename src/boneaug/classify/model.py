@@ -4,17 +4,16 @@ Architectures (`ARCHS`):
 
 - ``cnn`` (the CPU default): four MONAI `Convolution` blocks (3x3 conv, batch norm,
   ReLU), each followed by 2x2 max-pooling, widths ``width * (1, 2, 4, 4)``, global average
-  pooling, dropout and one linear unit: 70 k parameters at ``width: 16``. Trained from
+  pooling, dropout and one linear unit: 61 k parameters at ``width: 16``. Trained from
   scratch on a few hundred radiographs, it generalises better than the ResNets: on
   phantom femurs with obvious lesions (300 training images, 96 px bone crops) it reached
   test AUC 0.92 where resnet18-w16 reached 0.79 (docs/phantom.md).
 - ``resnet10`` / ``resnet18``: MONAI's `ResNet` with basic blocks (1 or 2 per stage),
   stage widths ``width * (1, 2, 4, 8)``, a stride-2 7x7 stem and max-pool. With
-  ``width: 16`` (the CPU default) resnet18 has 0.7 M parameters and trains at ~2 ms per
-  128 px image on 2 CPU cores, so an experiment with 100+ classifiers fits in an hour.
+  ``width: 16`` resnet18 has 0.7 M parameters (training speed: docs/performance.md).
   ``width: 64`` is the standard ResNet-18 (11 M).
 - ``densenet121``: MONAI's `DenseNet121` (7 M parameters), the usual radiograph
-  classifier; ~15x slower than resnet18-w16 on a CPU, the choice on a GPU.
+  classifier; far slower than the small networks on a CPU, the choice on a GPU.
 
 Input `(B, 1, S, S)` float in `[0, 1]`; output `(B,)` logits (higher = more likely lesion).
 """
