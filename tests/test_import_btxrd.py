@@ -212,3 +212,53 @@ def test_cli_btxrd(tmp_path: Path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "line 3" in lines[0]
+
+
+def poly(points: list[list[float]], label: str = "osteosarcoma") -> dict[str, Any]:
+    return {"label": label, "points": points, "group_id": None, "shape_type": "polygon",
+            "flags": {}}
+
+
+def test_a_rectangle_and_its_polygon_are_one_lesion(tmp_path: Path) -> None:
+    """BTXRD draws every tumour twice (a rectangle and a polygon): one lesion each, and
+    two for a film with two findings, however close or however loosely boxed."""
+    root = write_btxrd(tmp_path / "b")
+    notes = root / "Annotations"
+    # one tumour: the box is the polygon's tight box, not the looser rectangle
+    annotation(notes / "IMG000003.json", [rect([[8, 4], [32, 22]]),
+                                          poly([[10, 6], [30, 8], [28, 20], [12, 18]])])
+    # two lesions side by side; rectangle A reaches 1 px into polygon B's box
+    annotation(notes / "IMG000004.json", [
+        rect([[2, 5], [22, 30]]), poly([[4, 8], [20, 8], [20, 28], [4, 28]]),
+        poly([[21, 8], [42, 8], [42, 28], [21, 28]]), rect([[19, 6], [44, 29]])])
+    # a generous rectangle around a small polygon (IoU ~0.02, but it encloses it)
+    annotation(notes / "IMG000005.json", [rect([[2, 2], [48, 38]]),
+                                          poly([[20, 15], [26, 15], [23, 21]])])
+    # a rectangle around two polygons pairs with one of them only
+    annotation(notes / "IMG000007.json", [rect([[2, 2], [48, 38]]),
+                                          poly([[5, 5], [15, 5], [10, 15]]),
+                                          poly([[30, 25], [40, 25], [35, 35]])])
+    # polygon first, then its rectangle: the order in the file does not matter
+    annotation(notes / "IMG000008.json", [poly([[10, 10], [30, 12], [20, 30]]),
+                                          rect([[9, 9], [31, 31]])])
+    out = tmp_path / "m.csv"
+    report = import_btxrd(root, out)
+    t = load_manifest(out).table.set_index("image_id")
+    assert t.at["IMG000003", "boxes"] == [[10.0, 6.0, 30.0, 20.0]]
+    assert t.at["IMG000004", "boxes"] == [[4.0, 8.0, 20.0, 28.0], [21.0, 8.0, 42.0, 28.0]]
+    assert t.at["IMG000005", "boxes"] == [[20.0, 15.0, 26.0, 21.0]]
+    assert t.at["IMG000007", "boxes"] == [[5.0, 5.0, 15.0, 15.0], [30.0, 25.0, 40.0, 35.0]]
+    assert t.at["IMG000008", "boxes"] == [[10.0, 10.0, 30.0, 30.0]]
+    # 13 shapes -> 7 lesions; 12 of them merged into 6 (IMG000007's second polygon alone)
+    merged = [w for w in report.warnings if "merged" in w]
+    assert len(merged) == 1, report.warnings
+    assert merged[0].startswith("12 annotation shapes") and "into 6 lesions on 5 images" \
+        in merged[0] and "13 annotation shapes -> 7 lesions" in merged[0]
+    # the mask is the polygons: the rectangles' margins stay empty
+    mask = np.asarray(Image.open(out.parent / t.at["IMG000003", "mask_path"]))
+    assert mask[12, 20] == 255 and mask[5, 9] == 0 and mask[21, 31] == 0
+    assert int((mask > 0).sum()) < 0.8 * 24 * 18  # well under the rectangle's 432 px
+    mask = np.asarray(Image.open(out.parent / t.at["IMG000007", "mask_path"]))
+    assert mask[8, 10] == 255 and mask[30, 35] == 255 and mask[20, 22] == 0
+    mask = np.asarray(Image.open(out.parent / t.at["IMG000005", "mask_path"]))
+    assert 10 < int((mask > 0).sum()) < 40  # the small triangle, not the 46x36 rectangle

@@ -155,3 +155,30 @@ def test_cli_coco(tmp_path: Path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "not valid JSON" in lines[0]
+
+
+def test_a_bbox_only_annotation_and_the_polygon_of_its_lesion_are_one(tmp_path: Path) -> None:
+    """A tool that exports a lesion's rectangle and outline as two annotations: one lesion.
+    An annotation with both a bbox and a polygon is one lesion already; a box elsewhere
+    stays its own."""
+    ann = coco_fixture(tmp_path / "coco", annotations=[
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [6, 4, 30, 22]},      # its box
+        {"id": 2, "image_id": 1, "category_id": 8,                               # its outline
+         "segmentation": [[10, 8, 30, 8, 30, 20, 10, 20]]},
+        {"id": 3, "image_id": 1, "category_id": 7, "bbox": [45, 30, 10, 10]},    # elsewhere
+        {"id": 4, "image_id": 2, "category_id": 7, "bbox": [10, 8, 20, 12],
+         "segmentation": [[10, 8, 30, 8, 30, 20, 10, 20]]},
+        {"id": 5, "image_id": 2, "category_id": 7, "bbox": [40, 10, 10, 10],
+         "segmentation": [[40, 10, 50, 10, 50, 20, 40, 20]]},
+    ])
+    out = tmp_path / "m.csv"
+    report = import_coco(ann, out, images_root=None, bone="femur")
+    table = load_manifest(out).table.set_index("image_id")
+    assert table.at["images/p1", "boxes"] == [[10.0, 8.0, 30.0, 20.0], [45.0, 30.0, 55.0, 40.0]]
+    assert table.at["images/p2", "boxes"] == [[10.0, 8.0, 30.0, 20.0], [40.0, 10.0, 50.0, 20.0]]
+    assert table.at["images/p1", "lesion_types"] == "osteosarcoma;cyst"
+    mask = np.asarray(Image.open(out.parent / table.at["images/p1", "mask_path"]))
+    assert mask[14, 20] == 255 and mask[5, 7] == 0   # the outline, not the looser bbox
+    assert mask[35, 50] == 255                        # the box-only lesion is filled
+    assert any(w.startswith("2 annotations") and "into 1 lesion on 1 image" in w
+               and "5 annotations -> 4 lesions" in w for w in report.warnings), report.warnings

@@ -201,3 +201,26 @@ def test_a_row_with_an_extra_field_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BoneaugError, match="more fields than the header"):
         import_csv(tmp_path / "t.csv", tmp_path / "m.csv", mapping={}, bone="femur",
                    positive_values=None, images_root=None)
+
+
+def test_near_identical_boxes_of_one_image_are_one_lesion(tmp_path: Path) -> None:
+    """One finding listed twice (two rows, or twice in one boxes cell) is one lesion; two
+    boxes side by side, or of one size but apart, stay two. Boxes alone never pair."""
+    write_gray_png(tmp_path / "a.png", height=40, width=60)
+    write_gray_png(tmp_path / "b.png", height=40, width=60, seed=1)
+    table = write_csv(tmp_path / "t.csv", [
+        {"path": "a.png", "label": "1", "boxes": "[[10,10,30,30]]"},
+        {"path": "a.png", "label": "1", "boxes": "[[10,10,30,31],[31,10,51,30]]"},
+        {"path": "b.png", "label": "1", "boxes": "[[2,2,58,38],[20,15,26,21],[20,15,26,21]]"},
+    ])
+    out = tmp_path / "m.csv"
+    report = import_csv(table, out, mapping={}, bone="femur", positive_values=None,
+                        images_root=None)
+    boxes = load_manifest(out).table.set_index("image_id")["boxes"]
+    # IoU 400/420 = 0.95: one lesion, the box around both drawings
+    assert boxes["a"] == [[10.0, 10.0, 30.0, 31.0], [31.0, 10.0, 51.0, 30.0]]
+    # a box around a smaller one is not a duplicate (CSV has no polygons to pair)
+    assert boxes["b"] == [[2.0, 2.0, 58.0, 38.0], [20.0, 15.0, 26.0, 21.0]]
+    assert len(report.warnings) == 1
+    assert report.warnings[0].startswith("4 boxes") and "6 boxes -> 4 lesions" in \
+        report.warnings[0]

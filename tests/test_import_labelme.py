@@ -145,3 +145,52 @@ def test_a_users_own_masks_folder_is_never_written_into(folder: Path) -> None:
     before = (own / "poly.png").read_bytes()
     import_labelme(folder, folder / "manifest.csv", bone="femur")
     assert (own / "poly.png").read_bytes() == before
+
+
+def test_shapes_of_one_finding_are_one_lesion(folder: Path, tmp_path: Path) -> None:
+    """A rectangle and its polygon, a circle and its polygon, a polygon drawn twice: one
+    lesion each; two rectangles apart stay two."""
+    labelme(folder / "rect.json", [
+        shape("rectangle", [[8, 4], [32, 26]], "tumour box"),
+        shape("polygon", [[10, 6], [30, 6], [30, 24], [10, 24]], "tumour"),
+        shape("rectangle", [[40, 5], [55, 15]]),
+        shape("rectangle", [[40, 25], [55, 35]]),
+    ])
+    labelme(folder / "sub" / "poly.json", [
+        shape("polygon", [[5, 5], [25, 8], [15, 30]]),
+        shape("polygon", [[5, 5], [25, 8.5], [15, 30]]),       # the same outline again
+        shape("circle", [[45, 20], [45, 30]]),                 # box [35, 10, 55, 30]
+        shape("polygon", [[38, 14], [52, 14], [45, 28]]),
+    ])
+    out = tmp_path / "m.csv"
+    report = import_labelme(folder, out, bone="femur")
+    table = load_manifest(out).table.set_index("image_id")
+    assert table.at["rect", "boxes"] == [[10.0, 6.0, 30.0, 24.0], [40.0, 5.0, 55.0, 15.0],
+                                         [40.0, 25.0, 55.0, 35.0]]
+    assert table.at["sub/poly", "boxes"] == [[5.0, 5.0, 25.0, 30.0], [38.0, 14.0, 52.0, 28.0]]
+    assert table.at["rect", "lesion_types"] == "tumour box;tumour;osteosarcoma"
+    # rect: the paired rectangle adds nothing to the mask; the lone rectangles are filled
+    mask = np.asarray(Image.open(out.parent / table.at["rect", "mask_path"]))
+    assert mask[15, 20] == 255 and mask[5, 9] == 0 and mask[25, 31] == 0
+    assert mask[10, 47] == 255 and mask[30, 47] == 255 and mask[20, 47] == 0
+    # 8 shapes -> 5 lesions on the two files; edge.json's single polygon merges nothing
+    merged = [w for w in report.warnings if "merged" in w]
+    assert merged == [next(w for w in report.warnings if w.startswith("6 LabelMe shapes"))]
+    assert "into 3 lesions on 2 images" in merged[0]
+    assert "9 LabelMe shapes -> 6 lesions" in merged[0]
+
+
+def test_read_labelme_counts_findings_and_shapes(folder: Path) -> None:
+    from boneaug.data.importers.labelme import read_labelme
+
+    labelme(folder / "rect.json", [
+        shape("rectangle", [[8, 4], [32, 26]]),
+        shape("polygon", [[10, 6], [30, 6], [30, 24], [10, 24]]),
+        shape("point", [[3, 3]]),
+    ])
+    note = read_labelme(folder / "rect.json", folder / "rect.png")
+    assert (note.n_findings, note.n_shapes) == (1, 3)
+    assert str(note) == "1 finding(s) from 3 shape(s)"
+    assert note.boxes == [[10.0, 6.0, 30.0, 24.0]]
+    assert [f.n_shapes for f in note.findings] == [2]
+    assert note.shapes.rectangles == [] and len(note.shapes.polygons) == 1

@@ -57,6 +57,11 @@ def test_counts_by_bone_split_label_and_origin(manifest: Manifest) -> None:
     assert (total["images"], total["positives"]) == (6, 4)
     assert femur["positives_without_boxes"] == 1 and tibia["positives_without_boxes"] == 0
     assert femur["boxes"] == 3 and femur["boxes_per_positive"] == {"mean": 1.5, "max": 2}
+    # a box is a lesion (the importers merge a finding's shapes): f2 has 1, f3 has 2
+    assert femur["lesions"] == 3
+    assert femur["lesions_per_positive"] == {"mean": 1.5, "max": 2, "distribution": {
+        "1": 1, "2": 1, "3": 0, "4+": 0}}
+    assert total["lesions_per_positive"]["distribution"] == {"1": 2, "2": 1, "3": 0, "4+": 0}
 
 
 def test_image_size_ranges_from_headers(manifest: Manifest) -> None:
@@ -109,6 +114,38 @@ def test_description_tables(manifest: Manifest) -> None:
     assert any(line.split()[:4] == ["femur", "4", "20", "/"] for line in lines)  # sizes
     assert "0.120 / 0.200 / 0.240" in text
     assert "Positives without boxes" in text
+    title = lines.index("Lesions per positive image (real positives; one box per lesion)")
+    assert lines[title + 1].split() == ["positives", "with", "n", "lesions"]
+    assert lines[title + 2].split() == ["bone", "positives", "without", "boxes", "lesions",
+                                        "lesions/positive", "mean", "/", "max", "1", "2", "3",
+                                        "4+"]
+    assert lines[title + 3].split() == ["femur", "3", "1", "3", "1.50", "/", "2", "1", "1",
+                                        "0", "0"]
+    assert lines[title + 5].split() == ["total", "4", "1", "4", "1.33", "/", "2", "2", "1",
+                                        "0", "0"]
+
+
+def test_lesions_per_positive_distribution_has_a_four_or_more_bin(tmp_path: Path) -> None:
+    rows = []
+    for image_id, n in (("a", 1), ("b", 4), ("c", 6), ("d", 3)):
+        Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / f"{image_id}.png")
+        boxes = [[2 * k, 2 * k, 2 * k + 3, 2 * k + 3] for k in range(n)]
+        rows.append({"image_id": image_id, "path": f"{image_id}.png", "bone": "tibia",
+                     "label": 1, "boxes": boxes})
+    stats = manifest_stats(Manifest(new_table(rows), tmp_path))["bones"]["tibia"]
+    assert stats["lesions"] == 14
+    assert stats["lesions_per_positive"] == {"mean": 3.5, "max": 6, "distribution": {
+        "1": 1, "2": 0, "3": 1, "4+": 2}}
+
+
+def test_a_stats_dict_saved_before_lesions_were_counted_still_formats(
+        manifest: Manifest) -> None:
+    stats = json.loads(json.dumps(manifest_stats(manifest)))
+    for bone in [*stats["bones"].values(), stats["total"]]:
+        del bone["lesions"], bone["lesions_per_positive"]
+    lines = format_stats(stats).splitlines()
+    femur = next(line for line in lines if line.startswith("femur") and "1.50" in line)
+    assert femur.split() == ["femur", "3", "1", "3", "1.50", "/", "2", "-", "-", "-", "-"]
 
 
 def test_cli_stats(manifest: Manifest, tmp_path: Path) -> None:
@@ -117,3 +154,4 @@ def test_cli_stats(manifest: Manifest, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["stats", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output == describe_manifest(manifest) + "\n"
+    assert "Lesions per positive image" in result.output

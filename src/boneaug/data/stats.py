@@ -1,4 +1,5 @@
-"""What a user checks first about a manifest: counts, prevalence, image and box sizes.
+"""What a user checks first about a manifest: counts, prevalence, image and box sizes,
+lesions per positive image.
 
 `manifest_stats` gathers the numbers as a JSON-able dict (later reports embed it);
 `describe_manifest` formats them as the plain-text tables that `boneaug stats` prints.
@@ -8,6 +9,9 @@ manifest of thousands of radiographs is described in seconds.
 Counts cover real images by bone x split x label; synthetic rows are counted on their
 own. Sizes, boxes and prevalence describe the real images only: they are what the
 patches and the classifier are learned from and measured on.
+
+A manifest box is a lesion: the importers merge the shapes that describe one finding (a
+rectangle and its polygon) into one box, so "lesions per positive" counts boxes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from boneaug.data.manifest import Manifest
 from boneaug.errors import BoneaugError
 
 SPLIT_COLUMNS = ("train", "val", "test", "unsplit")
+# Bins of the lesions-per-positive distribution; the last holds this many or more.
+LESION_BINS = ("1", "2", "3", "4+")
 
 
 def manifest_stats(manifest: Manifest) -> dict[str, Any]:
@@ -35,9 +41,12 @@ def manifest_stats(manifest: Manifest) -> dict[str, Any]:
         ``prevalence`` (positives / images, in [0, 1]), ``positives_without_boxes``,
         ``unreadable_images``, ``image_height`` / ``image_width`` (``min``, ``median``,
         ``max`` in pixels), ``boxes``, ``boxes_per_positive`` (``mean`` and ``max`` over
-        the positives that have boxes), ``box_width_px`` / ``box_height_px`` and
-        ``box_width_rel`` / ``box_height_rel`` (box side / image side, in (0, 1]), each
-        with ``p10``, ``median``, ``p90``; a range is None when there is nothing to measure;
+        the positives that have boxes), ``lesions`` (= ``boxes``: one box per lesion),
+        ``lesions_per_positive`` (``mean``, ``max`` and ``distribution``: how many of
+        those positives have ``"1"``, ``"2"``, ``"3"``, ``"4+"`` lesions),
+        ``box_width_px`` / ``box_height_px`` and ``box_width_rel`` / ``box_height_rel``
+        (box side / image side, in (0, 1]), each with ``p10``, ``median``, ``p90``; a
+        range (and ``*_per_positive``) is None when there is nothing to measure;
         ``total``: the same per-bone fields over all bones.
     """
     table = manifest.table
@@ -119,6 +128,9 @@ class _BoneAccumulator:
 
     def summary(self) -> dict[str, Any]:
         per_positive = self.boxes_per_positive
+        distribution = dict.fromkeys(LESION_BINS, 0)
+        for n in per_positive:
+            distribution[LESION_BINS[min(n, len(LESION_BINS)) - 1]] += 1
         return {
             "images": self.images,
             "positives": self.positives,
@@ -130,6 +142,10 @@ class _BoneAccumulator:
             "boxes": int(sum(per_positive)),
             "boxes_per_positive": ({"mean": float(np.mean(per_positive)),
                                     "max": int(max(per_positive))} if per_positive else None),
+            "lesions": int(sum(per_positive)),
+            "lesions_per_positive": ({"mean": float(np.mean(per_positive)),
+                                      "max": int(max(per_positive)),
+                                      "distribution": distribution} if per_positive else None),
             "box_width_px": _percentiles(self.box_w),
             "box_height_px": _percentiles(self.box_h),
             "box_width_rel": _percentiles(self.box_w_rel),
@@ -190,16 +206,22 @@ def format_stats(stats: dict[str, Any]) -> str:
 
     rows = []
     for name, bone in [*stats["bones"].items(), ("total", stats["total"])]:
-        per = bone["boxes_per_positive"]
+        # a dict saved before lesions were counted apart has boxes only: the same numbers
+        per = bone.get("lesions_per_positive", bone["boxes_per_positive"])
+        spread = (per or {}).get("distribution")
         rows.append([name, str(bone["positives"]), str(bone["positives_without_boxes"]),
-                     str(bone["boxes"]), f"{per['mean']:.2f} / {per['max']}" if per else "-"])
+                     str(bone.get("lesions", bone["boxes"])),
+                     f"{per['mean']:.2f} / {per['max']}" if per else "-",
+                     *(str(spread[k]) if spread else "-" for k in LESION_BINS)])
     note = ""
     if stats["total"]["positives_without_boxes"]:
         note = ("\nPositives without boxes train a classifier but give no lesion patch for "
                 "the GAN.")
-    parts.append("Lesion boxes on real positives\n"
-                 + _table(["bone", "positives", "without boxes", "boxes",
-                           "boxes/positive mean / max"], rows) + note)
+    parts.append("Lesions per positive image (real positives; one box per lesion)\n"
+                 + _table(["bone", "positives", "without boxes", "lesions",
+                           "lesions/positive mean / max", *LESION_BINS], rows,
+                          top=[""] * 5 + ["positives with n lesions"] * len(LESION_BINS))
+                 + note)
 
     rows = []
     for name, bone in [*stats["bones"].items(), ("total", stats["total"])]:

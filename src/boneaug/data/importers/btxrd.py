@@ -26,7 +26,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from boneaug.data.importers.common import ImportReport, finish, load_json, summarise
+from boneaug.data.importers.common import (
+    FindingTally,
+    ImportReport,
+    finish,
+    load_json,
+    summarise,
+)
 from boneaug.data.importers.csv_table import read_user_csv
 from boneaug.data.importers.labelme import lesion_types, read_labelme
 from boneaug.errors import BoneaugError
@@ -104,8 +110,10 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
 
     Rows: ``image_id`` (file stem), ``path`` (``images/<file>``), ``patient_id``
     (``btxrd-p00042``, or ``btxrd-<stem>`` with ``patients="image"``), ``bone``, ``label``
-    (the ``tumor`` flag), ``boxes`` and ``mask_path`` (from the LabelMe annotation), and the
-    extra columns center, age, gender, benign, malignant, subtype, view, region, sites.
+    (the ``tumor`` flag), ``boxes`` and ``mask_path`` (from the LabelMe annotation: one box
+    per finding, since BTXRD draws every tumour as a rectangle and a polygon, merged by
+    `common.merge_findings`; the mask is the polygons), and the extra columns center, age,
+    gender, benign, malignant, subtype, view, region, sites.
     Image pixels are never decoded; only headers are read. Raises a one-line BoneaugError
     naming the file and ``dataset.csv`` line for a missing column, a listed image that is
     absent, a flag that is not 0/1, or an annotation that is not LabelMe.
@@ -135,6 +143,7 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
     notes: dict[str, list[str]] = {k: [] for k in (
         "suffix", "clip", "ignored_json", "no_site", "many_regions", "inconsistent", "no_json")}
     inputs = [csv_path]
+    tally = FindingTally()
     for pos, record in enumerate(frame.to_dict("records")):
         line = pos + 2
         name = record["image_id"].strip()
@@ -192,6 +201,7 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
             if tumor:
                 note = read_labelme(json_path, image_file, f"{csv_path.name} line {line}")
                 notes["clip"] += note.warnings
+                tally.add(note.findings)
                 row["boxes"] = note.boxes
                 row["lesion_types"] = lesion_types(note.labels)
                 if note.shapes.polygons:
@@ -215,7 +225,7 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
     else:
         for row in rows:
             row["patient_id"] = f"btxrd-{row['image_id']}"
-    warnings = _warnings(rows, notes, patients)
+    warnings = _warnings(rows, notes, patients) + tally.summary("annotation shapes")
     return finish(rows, root=root, out=out, where=where, warnings=warnings, inputs=inputs,
                   masks=masks)
 

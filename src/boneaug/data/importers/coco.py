@@ -1,8 +1,12 @@
 """COCO JSON: every image with at least one annotation is a positive.
 
-Boxes come from ``bbox`` (``[x, y, w, h]``, turned into ``[x0, y0, x1, y1]``), or from the
-polygon when ``bbox`` is absent; polygon segmentations are also rasterised into a lesion
-mask. Crowd (RLE) segmentations are not decoded: their ``bbox`` is used alone.
+An annotation's box comes from ``bbox`` (``[x, y, w, h]``, turned into
+``[x0, y0, x1, y1]``), or from the polygon when ``bbox`` is absent; polygon segmentations
+are also rasterised into a lesion mask. Crowd (RLE) segmentations are not decoded: their
+``bbox`` is used alone. An annotation with a polygon is one finding; a bbox-only annotation
+of the same lesion as a polygon annotation of that image (a tool that exports the
+rectangle and the outline apart) is merged into it by `common.merge_findings`, so the
+manifest holds one box per lesion.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from typing import Any
 
 from boneaug.data.imageio import image_size
 from boneaug.data.importers.common import (
+    FindingTally,
     ImportReport,
-    LesionShapes,
+    Shape,
     bone_name,
     bounding_box,
     clip_points,
     finish,
+    lesion_shapes,
     load_json,
+    merge_findings,
     require_bone,
     summarise,
 )
@@ -74,7 +81,8 @@ def import_coco(annotations: Path, out: Path, *, images_root: Path | None,
     Each image's bone is `bone`; else a ``bone`` field of the image entry (a boneaug
     extension); else its annotations' category name, which must then be a bone. The
     JSON's ``width``/``height`` must match the image file. ``image_id`` is ``file_name``
-    without its suffix; each image is its own patient. Extra columns: ``coco_id`` and
+    without its suffix; each image is its own patient. Boxes are one per finding
+    (`common.merge_findings` of the image's annotations). Extra columns: ``coco_id`` and
     ``lesion_types`` (category names of the image's annotations).
     """
     annotations, out = Path(annotations), Path(out)
@@ -119,6 +127,7 @@ def import_coco(annotations: Path, out: Path, *, images_root: Path | None,
     rows, where_rows, masks = [], [], {}
     clip_notes: list[str] = []
     crowd = 0
+    tally = FindingTally()
     for coco_id in order:
         entry = images[coco_id]
         where = entry["_where"]
@@ -134,16 +143,12 @@ def import_coco(annotations: Path, out: Path, *, images_root: Path | None,
                 entry.get("width"), entry.get("height")) != (width, height):
             raise BoneaugError(f"{where} ({file_name}): width x height is {entry.get('width')}x"
                                f"{entry.get('height')} but the image is {width}x{height}")
-        boxes: list[list[float]] = []
-        shapes = LesionShapes(width, height)
+        drawn: list[Shape] = []
         names: list[str] = []
         for k, ann in by_image.get(coco_id, []):
             ann_where = f"{annotations} annotations[{k}] (image {file_name})"
             box, polygons, clipped, is_crowd = _annotation_shapes(ann, width, height, ann_where)
-            boxes.append(box)
-            shapes.polygons += polygons
-            if not polygons:
-                shapes.rectangles.append(box)
+            drawn.append(Shape("polygon" if polygons else "box", box, polygons))
             if clipped:
                 clip_notes.append(f"{ann_where}: points outside the {width}x{height} image "
                                   "were clipped to it")
@@ -154,6 +159,10 @@ def import_coco(annotations: Path, out: Path, *, images_root: Path | None,
             names.append(categories[ann["category_id"]])
         names = list(dict.fromkeys(names))
         row_bone = constant_bone or _image_bone(entry, names, where, file_name)
+        findings = merge_findings(drawn)
+        tally.add(findings)
+        boxes = [finding.box for finding in findings]
+        shapes = lesion_shapes(findings, width, height)
         if shapes.polygons:
             masks[len(rows)] = shapes
         rows.append({"image_id": str(Path(file_name).with_suffix("")).replace("\\", "/"),
@@ -161,6 +170,7 @@ def import_coco(annotations: Path, out: Path, *, images_root: Path | None,
                      "boxes": boxes, "coco_id": str(coco_id), "lesion_types": ";".join(names)})
         where_rows.append(f"{where} ({file_name})")
     warnings = summarise(clip_notes, "annotations clipped to their image")
+    warnings += tally.summary("annotations")
     if crowd:
         warnings.append(f"{crowd} crowd (RLE) segmentation(s) were not decoded: their bbox is "
                         "used as the lesion box, with no mask")

@@ -1,10 +1,15 @@
-"""What every importer shares: bone names, box clipping, lesion masks, the final check-and-write.
+"""What every importer shares: bone names, box clipping, findings, lesion masks, the final
+check-and-write.
 
 An importer turns a layout into row dicts (manifest fields plus extra columns), each with
 a *location* (``"data.csv line 7"``, ``"Annotations/IMG000001.json"``) so that a problem
 found later by `validate_manifest` is reported against the user's own file and row, not
 against a manifest that was never written. `finish` validates, writes the lesion masks,
 then writes the manifest atomically: bad input leaves nothing behind.
+
+`merge_findings` is the one rule by which every importer turns an image's drawn shapes
+into lesions: annotation tools draw one finding as a rectangle *and* a polygon (BTXRD
+does so for every tumour), and a lesion counted once per shape is counted twice.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -49,6 +54,17 @@ BONE_ALIASES = {
 CLIP_FRACTION = 0.02
 CLIP_MIN_PX = 3.0
 
+# One finding, one lesion (see `merge_findings` and docs/importing.md). A rectangle drawn
+# around a lesion holds its polygon's tight box all but for a stray vertex, however much
+# margin the annotator left: ENCLOSED_FRACTION of the polygon box inside the rectangle
+# pairs them, so a generous box around a small lesion still counts once. PAIR_IOU pairs a
+# rectangle drawn a little inside a polygon it clearly describes. DUPLICATE_IOU is high on
+# purpose: two shapes of one kind are one finding only when they are the same drawing
+# twice, never two neighbouring lesions of the same size.
+ENCLOSED_FRACTION = 0.8
+PAIR_IOU = 0.5
+DUPLICATE_IOU = 0.9
+
 
 @dataclass
 class ImportReport:
@@ -71,6 +87,202 @@ class LesionShapes:
     height: int
     polygons: list[list[Point]] = field(default_factory=list)
     rectangles: list[Box] = field(default_factory=list)
+
+
+@dataclass
+class Shape:
+    """One drawn lesion shape of an image, in pixels, already clipped to the image.
+
+    `kind` is ``"box"`` for a rectangle-like shape (a LabelMe rectangle, a circle's box, a
+    COCO annotation with only a bbox, a CSV box), whose `polygons` are empty, or
+    ``"polygon"`` for an outline: `polygons` holds one or more point lists (a COCO
+    segmentation may have several parts) and `box` is their ``[x0, y0, x1, y1]`` tight box
+    (for COCO, the annotation's own bbox, which COCO defines as that box).
+    """
+
+    kind: Literal["box", "polygon"]
+    box: Box
+    polygons: list[list[Point]] = field(default_factory=list)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("box", "polygon") or (self.kind == "polygon") != bool(
+                self.polygons):
+            raise ValueError(f"a {self.kind!r} shape with {len(self.polygons)} polygon(s); "
+                             "expected a 'box' without or a 'polygon' with polygons")
+
+
+@dataclass
+class Finding:
+    """One lesion of an image: the shapes that describe it, merged by `merge_findings`.
+
+    `box` is ``[x0, y0, x1, y1]`` in pixels: the polygon's tight box when the finding has a
+    polygon, else its rectangle. `polygons` are its outline (empty: the mask is `box`);
+    `labels` the labels of its shapes; `n_shapes` how many drawn shapes it merges.
+    """
+
+    box: Box
+    polygons: list[list[Point]]
+    labels: list[str]
+    n_shapes: int
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``[x0, y0, x1, y1]`` boxes, in [0, 1]."""
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _area(box: Sequence[float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    return (max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+            * max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+
+
+def _union_box(boxes: Iterable[Sequence[float]]) -> Box:
+    boxes = list(boxes)
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+@dataclass
+class _Group:
+    """Shapes of one kind found to be one drawing (an intermediate of `merge_findings`)."""
+
+    first: int              # index of its first shape, to keep the annotator's order
+    box: Box
+    polygons: list[list[Point]]
+    labels: list[str]
+    n_shapes: int
+
+
+def _duplicates(shapes: Sequence[Shape], indices: list[int]) -> list[_Group]:
+    """The shapes `indices` (all of one kind), near-identical ones (IoU >= DUPLICATE_IOU)
+    joined into one group; a group's box covers all of its shapes."""
+    parent = {i: i for i in indices}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for n, i in enumerate(indices):
+        for j in indices[n + 1:]:
+            if box_iou(shapes[i].box, shapes[j].box) >= DUPLICATE_IOU:
+                parent[root(j)] = root(i)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        members[root(i)].append(i)
+    return [_Group(first=group[0], box=_union_box(shapes[i].box for i in group),
+                   polygons=[p for i in group for p in shapes[i].polygons],
+                   labels=[shapes[i].label for i in group], n_shapes=len(group))
+            for group in members.values()]
+
+
+def merge_findings(shapes: Sequence[Shape]) -> list[Finding]:
+    """The findings (lesions) of one image's shapes: each lesion once, however drawn.
+
+    1. Two shapes of the same kind whose boxes have IoU >= `DUPLICATE_IOU` are one finding
+       drawn twice (box: the box around both; outline: both polygons).
+    2. A rectangle-like shape and a polygon describe the same finding when the polygon's
+       tight box lies mostly inside the rectangle (intersection / polygon-box area >=
+       `ENCLOSED_FRACTION`) or their boxes overlap strongly (IoU >= `PAIR_IOU`). They are
+       paired one-to-one, greedily, best first by IoU (then by the enclosed fraction):
+       a rectangle drawn around its own polygon beats one that merely encloses it, so two
+       neighbouring lesions (a rectangle and a polygon each) stay two, and a rectangle
+       around two polygons takes only one of them.
+    3. Everything else is a finding of its own.
+
+    A finding's box is its polygon's tight box when it has one, else its rectangle; its
+    outline is the polygon (none for a rectangle alone). Findings come in the order of
+    their first shape. Pure geometry: labels never decide, since annotators label the
+    rectangle and the polygon of one lesion differently as often as not.
+    """
+    boxes_at = [i for i, s in enumerate(shapes) if s.kind == "box"]
+    outlines_at = [i for i, s in enumerate(shapes) if s.kind == "polygon"]
+    rects, outlines = _duplicates(shapes, boxes_at), _duplicates(shapes, outlines_at)
+    candidates = []
+    for r, rect in enumerate(rects):
+        for o, outline in enumerate(outlines):
+            iou = box_iou(rect.box, outline.box)
+            area = _area(outline.box)
+            enclosed = _intersection(rect.box, outline.box) / area if area > 0 else 0.0
+            if enclosed >= ENCLOSED_FRACTION or iou >= PAIR_IOU:
+                candidates.append((-iou, -enclosed, r, o))
+    candidates.sort()
+    partner: dict[int, int] = {}  # outline -> rectangle
+    taken: set[int] = set()
+    for _, _, r, o in candidates:
+        if r not in taken and o not in partner:
+            partner[o] = r
+            taken.add(r)
+    findings: list[tuple[int, Finding]] = []
+    for o, outline in enumerate(outlines):
+        rect = rects[partner[o]] if o in partner else None
+        parts = sorted([outline, rect] if rect else [outline], key=lambda g: g.first)
+        findings.append((parts[0].first, Finding(
+            list(outline.box), outline.polygons, [t for g in parts for t in g.labels],
+            sum(g.n_shapes for g in parts))))
+    for r, rect in enumerate(rects):
+        if r not in taken:
+            findings.append((rect.first, Finding(list(rect.box), [], rect.labels,
+                                                 rect.n_shapes)))
+    findings.sort(key=lambda item: item[0])
+    return [finding for _, finding in findings]
+
+
+def lesion_shapes(findings: Iterable[Finding], width: int, height: int) -> LesionShapes:
+    """What to rasterise into an image's lesion mask: each finding's polygons, or its box
+    when it has none (a rectangle paired with a polygon adds nothing: the polygon is the
+    lesion)."""
+    shapes = LesionShapes(width, height)
+    for finding in findings:
+        if finding.polygons:
+            shapes.polygons += finding.polygons
+        else:
+            shapes.rectangles.append(list(finding.box))
+    return shapes
+
+
+@dataclass
+class FindingTally:
+    """Counts, over one import, of shapes read and findings made; one warning line."""
+
+    shapes: int = 0
+    findings: int = 0
+    merged_shapes: int = 0      # shapes that share their finding with another shape
+    merged_findings: int = 0    # findings made of more than one shape
+    images: int = 0             # images with at least one merge
+
+    def add(self, findings: Sequence[Finding]) -> None:
+        """Count the findings of one image."""
+        merged = [f for f in findings if f.n_shapes > 1]
+        self.shapes += sum(f.n_shapes for f in findings)
+        self.findings += len(findings)
+        self.merged_shapes += sum(f.n_shapes for f in merged)
+        self.merged_findings += len(merged)
+        self.images += bool(merged)
+
+    def summary(self, what: str,
+                how: str = "a rectangle and its polygon, or one shape drawn twice"
+                ) -> list[str]:
+        """One line saying what was merged, or none if nothing was: `what` names the
+        shapes (``"LabelMe shapes"``), `how` the ways they describe one lesion."""
+        if not self.merged_findings:
+            return []
+        return [f"{self.merged_shapes} {what} describing the same lesion ({how}) were merged "
+                "into "
+                f"{_plural(self.merged_findings, 'lesion')} on {_plural(self.images, 'image')}: "
+                f"{self.shapes} {what} -> {_plural(self.findings, 'lesion')} in all "
+                "(docs/importing.md, 'One finding, one lesion')"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def bone_name(text: str) -> str | None:

@@ -3,7 +3,9 @@
 `mapping` maps manifest fields to the user's column names; a field left out of it is
 read from a column of its own name, if there is one. Boxes come either from a JSON
 ``boxes`` column or from four corner columns ``x0, y0, x1, y1`` (one box per row); several
-rows of one image (one box each) are merged into one manifest row.
+rows of one image (one box each) are merged into one manifest row. A CSV has boxes only,
+so of the rule `common.merge_findings` applies only its first part: near-identical boxes
+of one image (the same finding listed twice) are one lesion.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from boneaug.data.importers.common import ImportReport, finish, require_bone
+from boneaug.data.importers.common import (
+    FindingTally,
+    ImportReport,
+    Shape,
+    finish,
+    merge_findings,
+    require_bone,
+)
 from boneaug.data.manifest import COLUMNS, parse_boxes
 from boneaug.errors import BoneaugError
 
@@ -123,7 +132,8 @@ def import_csv(table: Path, out: Path, *, mapping: dict[str, str], bone: str | N
     - ``bone``: a column (lower-cased, spaces and hyphens to '_' where that gives a known
       name, e.g. ``Hip bone`` -> ``pelvis``), or the constant `bone` - not both.
     - ``boxes`` (JSON list of ``[x0, y0, x1, y1]``) or corner columns ``x0, y0, x1, y1``;
-      rows sharing an ``image_id`` are merged, their boxes joined.
+      rows sharing an ``image_id`` are merged, their boxes joined; near-identical boxes
+      of one image (IoU >= `common.DUPLICATE_IOU`) become one, the box around both.
     - ``patient_id``, ``mask_path``, ``split``: optional.
 
     Every other column is kept as an extra column (renamed ``source_<name>`` when its name
@@ -190,17 +200,22 @@ def import_csv(table: Path, out: Path, *, mapping: dict[str, str], bone: str | N
     if not merged:
         raise BoneaugError(f"{table}: has no rows")
     rows = list(merged.values())
+    tally = FindingTally()
+    for row in rows:
+        findings = merge_findings([Shape("box", box) for box in row["boxes"]])
+        tally.add(findings)
+        row["boxes"] = [finding.box for finding in findings]
     where_rows = [f"{table} line {first_line[r['image_id']]}" for r in rows]
-    return finish(rows, root=root, out=out, where=where_rows, warnings=[], inputs=[table])
+    warnings = tally.summary("boxes", "one box listed twice")
+    return finish(rows, root=root, out=out, where=where_rows, warnings=warnings, inputs=[table])
 
 
 def _merge(first: dict[str, Any], row: dict[str, Any], where: str, first_line: int) -> None:
-    """Fold another row of the same image (one more box) into its first row."""
+    """Fold another row of the same image (more boxes) into its first row; duplicates are
+    merged later, with every box of the image, by `merge_findings`."""
     for fld in ("path", "label", "bone", "patient_id", "mask_path", "split"):
         if first.get(fld, "") != row.get(fld, ""):
             raise BoneaugError(f"{where}: image {row['image_id']!r} has {fld} "
                                f"{row.get(fld, '')!r} here but {first.get(fld, '')!r} on "
                                f"line {first_line}; rows of one image must agree")
-    for box in row["boxes"]:
-        if box not in first["boxes"]:
-            first["boxes"].append(box)
+    first["boxes"].extend(row["boxes"])

@@ -1,10 +1,12 @@
 """LabelMe annotations: a folder of images, each with its LabelMe JSON beside it.
 
-An image whose JSON has at least one shape is a positive; its lesion boxes are the
-rectangles (two corner points in any order), the bounding boxes of polygons and of
-circles. Polygons are also rasterised into a lesion mask. An image without a JSON, or
-whose JSON has no shapes, is a negative. `read_labelme` is shared with the BTXRD
-importer, whose annotations are LabelMe files.
+An image whose JSON has at least one shape is a positive. Its shapes - rectangles (two
+corner points in any order), polygons, circles (their box) - are merged into findings by
+`common.merge_findings` (a rectangle and the polygon it encloses are one lesion), and each
+finding is one lesion box: the polygon's tight box, or the rectangle. Polygons are also
+rasterised into a lesion mask. An image without a JSON, or whose JSON has no shapes, is a
+negative. `read_labelme` is shared with the BTXRD importer, whose annotations are LabelMe
+files.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from pathlib import Path
 from boneaug.data.imageio import RASTER_SUFFIXES, image_size
 from boneaug.data.importers.common import (
     Box,
+    Finding,
+    FindingTally,
     ImportReport,
     LesionShapes,
+    Shape,
     bounding_box,
     clip_points,
     finish,
+    lesion_shapes,
     load_json,
     masks_folder,
+    merge_findings,
     require_bone,
     summarise,
 )
@@ -36,17 +43,31 @@ _SKIPPED = {"point", "points", "line", "linestrip", "mask"}
 class LabelmeAnnotation:
     """The lesions of one LabelMe file, in pixels of the image as displayed.
 
-    `boxes` are ``[x0, y0, x1, y1]`` with ``0 <= x0 < x1 <= width`` (likewise y);
-    `shapes` holds the polygons (and rectangles) to rasterise into a mask; `labels` are
-    the shapes' label texts (lesion types); `n_shapes` counts every shape in the file,
-    usable or not.
+    `findings` are its lesions (`common.merge_findings` of its shapes); `boxes` one
+    ``[x0, y0, x1, y1]`` per finding, with ``0 <= x0 < x1 <= width`` (likewise y);
+    `shapes` what to rasterise into the mask (each finding's polygon, or its rectangle
+    when it has none); `labels` the shapes' label texts (lesion types), one per shape with
+    an area; `n_shapes` counts every shape in the file, usable or not.
     """
 
-    boxes: list[Box]
+    findings: list[Finding]
     shapes: LesionShapes
     labels: list[str]
     n_shapes: int
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def boxes(self) -> list[Box]:
+        """One ``[x0, y0, x1, y1]`` box per finding, in pixels: the manifest's boxes."""
+        return [finding.box for finding in self.findings]
+
+    @property
+    def n_findings(self) -> int:
+        """Lesions in the file: a rectangle and its polygon count once."""
+        return len(self.findings)
+
+    def __str__(self) -> str:
+        return f"{self.n_findings} finding(s) from {self.n_shapes} shape(s)"
 
 
 def read_labelme(json_path: Path, image_file: Path, context: str = "") -> LabelmeAnnotation:
@@ -75,9 +96,7 @@ def read_labelme(json_path: Path, image_file: Path, context: str = "") -> Labelm
         if named != image_file.stem:
             warnings.append(f"{label}: imagePath names {image_path!r}, not {image_file.name}; "
                             "using the image beside it")
-    boxes: list[Box] = []
-    shapes = LesionShapes(width, height)
-    labels: list[str] = []
+    drawn: list[Shape] = []
     for i, shape in enumerate(data["shapes"]):
         where = f"{label} shape {i}"
         if not isinstance(shape, dict) or not isinstance(shape.get("points"), list):
@@ -93,15 +112,13 @@ def read_labelme(json_path: Path, image_file: Path, context: str = "") -> Labelm
                 raise BoneaugError(f"{where}: a rectangle needs 2 corner points, has "
                                    f"{len(points)}")
             clipped, moved = clip_points(points, width, height, where)
-            box = bounding_box(clipped, where)
-            shapes.rectangles.append(box)
+            found = Shape("box", bounding_box(clipped, where))
         elif kind == "polygon":
             if len(points) < 3:
                 raise BoneaugError(f"{where}: a polygon needs at least 3 points, has "
                                    f"{len(points)}")
             clipped, moved = clip_points(points, width, height, where)
-            box = bounding_box(clipped, where)
-            shapes.polygons.append(clipped)
+            found = Shape("polygon", bounding_box(clipped, where), [clipped])
         elif kind == "circle":
             if len(points) != 2:
                 raise BoneaugError(f"{where}: a circle needs a centre and a rim point, has "
@@ -113,17 +130,18 @@ def read_labelme(json_path: Path, image_file: Path, context: str = "") -> Labelm
             radius = math.hypot(rx - cx, ry - cy)
             corners = [[cx - radius, cy - radius], [cx + radius, cy + radius]]
             clipped, moved = clip_points(corners, width, height, where)
-            box = bounding_box(clipped, where)
-            shapes.rectangles.append(box)
+            found = Shape("box", bounding_box(clipped, where))
         else:
             raise BoneaugError(f"{where}: unknown shape_type {kind!r}; expected rectangle, "
                                "polygon or circle")
         if moved:
             warnings.append(f"{where}: points outside the {width}x{height} image were clipped "
                             "to it")
-        boxes.append(box)
-        labels.append(str(shape.get("label") or ""))
-    return LabelmeAnnotation(boxes, shapes, labels, len(data["shapes"]), warnings)
+        found.label = str(shape.get("label") or "")
+        drawn.append(found)
+    findings = merge_findings(drawn)
+    return LabelmeAnnotation(findings, lesion_shapes(findings, width, height),
+                             [s.label for s in drawn], len(data["shapes"]), warnings)
 
 
 def lesion_types(labels: list[str]) -> str:
@@ -138,7 +156,8 @@ def import_labelme(folder: Path, out: Path, *, bone: str) -> ImportReport:
     output's masks folder skipped) becomes one row of bone `bone`; its JSON is the
     file of the same stem beside it. ``image_id`` is the image's path under `folder`
     without its suffix; each image is its own patient (LabelMe has no patient ids).
-    Extra column: ``lesion_types`` (the shapes' labels).
+    Boxes are one per finding (`common.merge_findings`). Extra column: ``lesion_types``
+    (the shapes' labels).
     """
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
@@ -169,6 +188,7 @@ def import_labelme(folder: Path, out: Path, *, bone: str) -> ImportReport:
     warnings: list[str] = []
     clip_notes: list[str] = []
     json_files: list[Path] = []
+    tally = FindingTally()
     for image in images:
         rel = image.relative_to(folder)
         json_path = image.with_suffix(".json")
@@ -178,12 +198,14 @@ def import_labelme(folder: Path, out: Path, *, bone: str) -> ImportReport:
             json_files.append(json_path)
             note = read_labelme(json_path, image)
             clip_notes += note.warnings
+            tally.add(note.findings)
             if note.n_shapes:
                 row.update(label=1, boxes=note.boxes, lesion_types=lesion_types(note.labels))
                 masks[len(rows)] = note.shapes
         rows.append(row)
         where.append(str(image))
     warnings += summarise(clip_notes, "LabelMe shape notes")
+    warnings += tally.summary("LabelMe shapes")
     known = {p.resolve() for p in json_files}
     orphans = [p for p in sorted(folder.rglob("*.json"))
                if p.resolve() not in known
