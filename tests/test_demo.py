@@ -71,9 +71,16 @@ def test_demo_config_runs_every_stage_then_resumes(tmp_path):
     assert (run / "cls" / "femur" / "baseline" / "seed0" / "model.pt").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(result.summary, result2.summary)
 
-    # the config of a run cannot change under it
-    with pytest.raises(BoneaugError, match="another config"):
-        run_demo(run, say=lambda _: None, overrides={**TINY, "protocol.seeds": 2})
+    # extending the run: a second seed trains only the new classifiers, nothing else
+    more: list[str] = []
+    extended = run_demo(run, say=more.append, overrides={**TINY, "protocol.seeds": 2})
+    trained = [line for line in more if "] classifier " in line]
+    assert len(trained) == len(expected) and all(" seed 1:" in line for line in trained)
+    assert not any("] CycleGAN" in line or "] patches" in line or "] synth" in line
+                   or "redoing" in line for line in more)
+    assert (run / "cls" / "femur" / "baseline" / "seed0" / "model.pt").stat().st_mtime_ns == stamp
+    assert set(pd.read_csv(run / "evaluation" / "runs.csv")["seed"]) == {0, 1}
+    assert len(extended.summary) == len(result.summary)
 
 
 def test_experiment_refuses_a_foreign_folder(tmp_path):

@@ -36,7 +36,10 @@ def test_conditions_expand_strategies_ratios_and_transfer_sources():
     ({"protocol": {"gate": {"direction": "up"}}}, "direction: must be any, darker"),
     ({"protocol": {"gate": {"treshold": 1}}}, "unknown setting 'treshold'"),
     ({"data": {"prevalence": 1.5}}, "prevalence: must be in"),
-    ({"data": {"source": "manifest", "manifest": "m.csv"}}, "oracle needs held-back"),
+    ({"data": {"assign": "maybe"}}, "assign: must be auto, always or never"),
+    ({"assign": {"min_confidence": 2}}, "min_confidence must be a number in"),
+    ({"assign": {"steps": "many"}}, "assign.steps: must be a whole number"),
+    ({"data": {"phantom": ["mixed"]}}, "data.phantom: must be a mapping"),
     ({"data": {"source": "dicom"}}, "source: must be phantom or manifest"),
     ({"classifier": {"arch": "vgg"}}, "arch must be one of"),
     ({"seed": "zero"}, "seed must be a whole number"),
@@ -70,9 +73,12 @@ def test_a_setting_added_since_does_not_block_resuming(tmp_path):
     del saved["protocol"]["gate"]["direction"]  # as written by a version without it
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     (run / "run.json").write_text('{"command": "experiment"}')
-    _open_run(config, run, fresh=False)  # the default fills the gap: the same config
-    with pytest.raises(BoneaugError, match="another config"):
-        _open_run(experiment_config({"protocol": {"seeds": 3}}), run, fresh=False)
+    said: list[str] = []
+    _open_run(config, run, fresh=False, say=said.append)  # the default fills the gap
+    assert not said
+    _open_run(experiment_config({"protocol": {"seeds": 3}}), run, fresh=False,
+              say=said.append)  # another config is not refused: stages say what changed
+    assert len(said) == 1 and "section protocol" in said[0]
 
 
 @pytest.mark.parametrize("values,match", [

@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from boneaug.data import Manifest, read_image
 from boneaug.data.files import atomic_path
+from boneaug.data.skips import film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches import bone_region, region_bbox, resize_to
 
@@ -58,6 +60,9 @@ def classifier_input(manifest: Manifest, row: dict, size: int, crop: str = "bone
     if crop not in CROPS:
         raise BoneaugError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     image = read_image(manifest.resolve(row["path"]))
+    problem = film_problem(image.shape)
+    if problem:
+        raise BoneaugError(f"{manifest.resolve(row['path'])}: {problem}")
     if crop == "bone":
         mask, _ = bone_region(manifest, row, image)
         image = bone_crop(image, mask)
@@ -70,12 +75,16 @@ def _cache_key(path: Path, size: int, crop: str, mask: str) -> str:
 
 
 def load_inputs(manifest: Manifest, rows: list | None, size: int, crop: str = "bone",
-                cache_dir: str | Path | None = None) -> np.ndarray:
+                cache_dir: str | Path | None = None,
+                failures: dict[Any, str] | None = None) -> np.ndarray:
     """Classifier inputs of `rows` (index labels of `manifest.table`; all when None).
 
     Returns `(N, size, size)` float32 in `[0, 1]`. With `cache_dir`, each input is stored
     there as a small ``.npy`` named by a hash of its resolved path and the settings, and
     read back on the next call (the radiographs of a run never change under it).
+    With `failures` (a dict), a film that cannot be read or is too small is not an error:
+    its row label maps to the reason and its input stays black; without it, the first
+    such film raises its one-line error.
     """
     table = manifest.table
     rows = list(table.index) if rows is None else list(rows)
@@ -85,16 +94,22 @@ def load_inputs(manifest: Manifest, rows: list | None, size: int, crop: str = "b
         cache.mkdir(parents=True, exist_ok=True)
     for i, row_id in enumerate(rows):
         row = table.loc[row_id].to_dict()
-        if cache is None:
+        file = None
+        if cache is not None:
+            path = manifest.resolve(row["path"]).resolve()
+            mask = str(row.get("bone_mask_path", "") or "")
+            file = cache / f"{_cache_key(path, size, crop, mask)}.npy"
+            if file.is_file():
+                out[i] = np.load(file)
+                continue
+        try:
             out[i] = classifier_input(manifest, row, size, crop)
+        except BoneaugError as exc:
+            if failures is None:
+                raise
+            failures[row_id] = str(exc)
             continue
-        path = manifest.resolve(row["path"]).resolve()
-        mask = str(row.get("bone_mask_path", "") or "")
-        file = cache / f"{_cache_key(path, size, crop, mask)}.npy"
-        if file.is_file():
-            out[i] = np.load(file)
-            continue
-        out[i] = classifier_input(manifest, row, size, crop)
-        with atomic_path(file) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, out[i])
+        if file is not None:
+            with atomic_path(file) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, out[i])
     return out

@@ -43,9 +43,9 @@ class LesionClassifier(nn.Module):
 
 class SmallCNN(nn.Module):
     """Conv-BN-ReLU + max-pool x4, global average pooling, dropout, linear: `(B, 1, S, S)`
-    -> `(B, 1)`."""
+    -> `(B, outputs)`."""
 
-    def __init__(self, width: int = 16, dropout: float = 0.2) -> None:
+    def __init__(self, width: int = 16, dropout: float = 0.2, outputs: int = 1) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
@@ -55,7 +55,7 @@ class SmallCNN(nn.Module):
                                    norm="BATCH"), nn.MaxPool2d(2)]
             previous = channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous, 1))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous, outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).mean(dim=(2, 3)))

@@ -30,6 +30,7 @@ from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train
 from boneaug.data import Manifest
 from boneaug.data.files import atomic_path, check_out_dir, write_json_atomic
 from boneaug.data.runinfo import write_run_json
+from boneaug.errors import BoneaugError
 
 
 @dataclass
@@ -61,23 +62,41 @@ def build_training_set(manifest: Manifest, strategy: str, config: ClassifierConf
     sel = select(manifest, strategy, bone=bone, extra=extra, ratio=ratio, seed=seed,
                  negatives_from=negatives_from)
     table = manifest.table
+    failures: dict[Any, str] = {}
 
     def inputs(source: Manifest, rows: list) -> np.ndarray:
-        return load_inputs(source, rows, config.size, config.crop, cache_dir)
+        return load_inputs(source, rows, config.size, config.crop, cache_dir, failures)
 
-    train_x = inputs(manifest, sel.train)
-    train_y = table.loc[sel.train, "label"].to_numpy(np.int64)
+    def usable(rows: list) -> tuple[np.ndarray, np.ndarray, list]:
+        """Inputs and labels of `rows` without the films that could not be read: a film
+        that fails fails for every strategy, so the sets stay the same across them."""
+        x = inputs(manifest, rows)
+        keep = [k for k, r in enumerate(rows) if r not in failures]
+        kept = [rows[k] for k in keep]
+        return x[keep], table.loc[kept, "label"].to_numpy(np.int64), kept
+
+    train_x, train_y, _ = usable(sel.train)
     if sel.extra:
         assert sel.extra_manifest is not None
-        train_x = np.concatenate([train_x, inputs(sel.extra_manifest, sel.extra)])
+        extra_failures: dict[Any, str] = {}
+        extra_x = load_inputs(sel.extra_manifest, sel.extra, config.size, config.crop,
+                              cache_dir, extra_failures)
+        if extra_failures:  # boneaug made them: a missing one is a broken run, not a film
+            raise BoneaugError(f"{sel.extra_manifest.source}: an extra positive cannot be "
+                               f"read: {next(iter(extra_failures.values()))}")
+        train_x = np.concatenate([train_x, extra_x])
         train_y = np.concatenate([train_y, np.ones(len(sel.extra), np.int64)])
     repeat = np.where(train_y == 1, sel.repeat_positives, 1).astype(np.int64)
+    info = dict(sel.info or {})
+    val_x, val_y, _ = usable(sel.val)
+    test_x, test_y, test_rows = usable(sel.test)
+    if failures:
+        info["skipped_films"] = sorted(f"{table.at[r, 'image_id']}: {why}"
+                                       for r, why in failures.items() if r in table.index)
     training = TrainingSet(train_x, train_y, repeat=repeat, pos_weight=sel.pos_weight,
-                           augment=sel.augment, info=dict(sel.info or {}))
-    val = (inputs(manifest, sel.val), table.loc[sel.val, "label"].to_numpy(np.int64))
-    test = (inputs(manifest, sel.test), table.loc[sel.test, "label"].to_numpy(np.int64),
-            table.loc[sel.test, "image_id"].astype(str).tolist())
-    return training, val, test
+                           augment=sel.augment, info=info)
+    test_ids = table.loc[test_rows, "image_id"].astype(str).tolist()
+    return training, (val_x, val_y), (test_x, test_y, test_ids)
 
 
 def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,

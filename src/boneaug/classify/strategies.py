@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from boneaug.data import Manifest
+from boneaug.data.films import normals_of, positives_of
 from boneaug.errors import BoneaugError
 
 STRATEGIES = ("baseline", "weighted", "oversample", "classic", "copypaste", "gan",
@@ -65,8 +66,7 @@ def _real(table: pd.DataFrame, split: str, bone: str | None,
           negatives_from: tuple[str, ...] = ()) -> pd.Series:
     chosen = (table["split"] == split) & (table["origin"] == "real")
     if bone is not None:
-        chosen &= (table["bone"] == bone) | ((table["label"] == 0)
-                                             & table["bone"].isin(negatives_from))
+        chosen &= positives_of(table, bone) | normals_of(table, bone, negatives_from)
     return chosen
 
 
@@ -75,8 +75,10 @@ def select(manifest: Manifest, strategy: str, *, bone: str | None = None,
            seed: int = 0, negatives_from: tuple[str, ...] = ()) -> Selection:
     """Choose the rows of `strategy` (see the module doc); one clear error if impossible.
 
-    `negatives_from`: bone or region names whose normal images also count as normals of
-    `bone` (BTXRD lists its normals by limb region, e.g. ``("lower_limb",)`` for femur).
+    A bone's rows are its positives and the normal films of that bone
+    (`boneaug.data.films`: the bone column, or the bones `boneaug bones` assigned to films
+    labelled by region). `negatives_from`: bone or region names whose normal images also
+    count as normals of `bone` (the older "all normals of the limb" rule).
     """
     if strategy not in STRATEGIES:
         raise BoneaugError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")

@@ -6,8 +6,8 @@ Columns (DESIGN.md); extra columns are kept and written back unchanged:
 ``image_id``    unique id
 ``path``        image file, relative to the manifest's folder, or absolute
 ``patient_id``  the unit of splitting; defaults to ``image_id``
-``bone``        lower-case bone name (`BONES`) or, for normals that only know
-                their limb region, a region name (`REGIONS`)
+``bone``        lower-case bone name (`BONES`) or, for films that only know their
+                limb region (or nothing), a region name or ``unknown`` (`REGIONS`)
 ``label``       0 = no lesion, 1 = lesion
 ``boxes``       JSON list of ``[x0, y0, x1, y1]`` lesion boxes in pixels
 ``mask_path``   optional lesion mask (same folder rule as ``path``)
@@ -48,7 +48,9 @@ BONES = frozenset({
     "spine", "rib", "clavicle", "scapula", "skull", "patella",
     "knee", "ankle", "hip", "elbow", "shoulder", "wrist",
 })
-REGIONS = frozenset({"lower_limb", "upper_limb"})
+# Labels that name no bone: a limb region, or nothing known ("unknown"); `boneaug bones`
+# assigns bones to such films (boneaug.data.films).
+REGIONS = frozenset({"lower_limb", "upper_limb", "unknown"})
 SPLITS = ("train", "val", "test")
 ORIGINS = ("real", "synthetic")
 

@@ -14,11 +14,12 @@ How a split is made (docs/splits-and-stats.md tells it for users):
    keeping whole groups together would leave too few units to draw a val split from.
 3. **Strata.** Every other unit gets a stratum: its bone (the bone most of its real
    images show) and whether it has a positive. Within a stratum the units are shuffled
-   with the seed and handed out so that the *image* counts approach the ratios: integer
-   image targets by the largest-remainder method, then each unit, in shuffled order,
-   goes to the split furthest below its target. A stratum of at least three units gives
-   val and test one unit each when their ratio is above zero, so that rare positives are
-   measured at all.
+   with a generator of the seed and the stratum (so one bone's split does not depend on
+   which other bones the manifest holds) and handed out so that the *image* counts
+   approach the ratios: integer image targets by the largest-remainder method, then each
+   unit, in shuffled order, goes to the split furthest below its target. A stratum of at
+   least three units gives val and test one unit each when their ratio is above zero, so
+   that rare positives are measured at all.
 
 Nothing here reads an image; the split is a function of the table and the seed only.
 """
@@ -26,6 +27,7 @@ Nothing here reads an image; the split is a function of the table and the seed o
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,8 +138,12 @@ def split_manifest(
     for index, unit in enumerate(units):
         if assigned.get(index) != "test" and unit.real_images:
             strata[(unit.bone, unit.positive)].append(index)
-    rng = np.random.default_rng(seed)
     for key in sorted(strata):
+        # Each stratum shuffles with its own generator, so that adding a bone (new strata)
+        # leaves the split of the other bones as it was, and an extended experiment can
+        # reuse their stages.
+        bone, positive = key
+        rng = np.random.default_rng([seed, zlib.crc32(bone.encode("utf-8")), int(positive)])
         _allocate(units, strata[key], ratios, assigned, fixed, rng)
     # Coarse units (whole centres) can leave every stratum too small to feed val or test;
     # then the pooled strata give those splits one unit each, as a stratum would.

@@ -1,8 +1,9 @@
 """The experiment's YAML config: plain dataclasses, validated with one-line errors.
 
-A config has the sections ``data``, ``patches``, ``gan``, ``synthesis``, ``classifier``
-and ``protocol`` plus ``name`` and ``seed``; see configs/phantom-demo.yaml for every key
-with a comment. Unknown keys are refused (a typo must not silently run the default).
+A config has the sections ``data``, ``assign``, ``patches``, ``gan``, ``synthesis``,
+``classifier`` and ``protocol`` plus ``name`` and ``seed``; see configs/phantom-demo.yaml
+for every key with a comment. Unknown keys are refused (a typo must not silently run the
+default).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from boneaug.classify import STRATEGIES, ClassifierConfig
+from boneaug.classify.bones import BonesConfig
 from boneaug.config import load_yaml
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
@@ -93,8 +95,14 @@ class DataConfig:
     # training positives of each bone subsampled to this share of its training images;
     # val and test keep every image. null keeps every positive.
     prevalence: float | None = 0.03
-    # bone -> bone/region names whose normals are also normals of that bone (BTXRD)
+    # which films show which bone (boneaug.classify.bones): "auto" learns it when the
+    # manifest has films labelled only by region or "unknown", "always", or "never"
+    assign: str = "auto"
+    # bone -> bone/region names whose normals are also normals of that bone: the older
+    # "all normals of the limb" rule, which lets a classifier use anatomy as a shortcut
     negatives_from: dict[str, list[str]] = field(default_factory=dict)
+    # phantom only: further `PhantomConfig` settings (e.g. films: mixed)
+    phantom: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         if self.source not in ("phantom", "manifest"):
@@ -113,6 +121,9 @@ class DataConfig:
         for key in ("normal", "lesion", "size"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise BoneaugError(f"{where}.{key}: must be a positive whole number")
+        if self.assign not in ("auto", "always", "never"):
+            raise BoneaugError(f"{where}.assign: must be auto, always or never, got "
+                               f"{self.assign!r}")
 
 
 @dataclass
@@ -189,6 +200,7 @@ class ExperimentConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    assign: BonesConfig = field(default_factory=BonesConfig)
     note: str = ""                   # printed at the start (e.g. "smaller than the benchmark")
     source: str = ""                 # the YAML file it came from
 
@@ -221,9 +233,6 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     outside = [b for b in (protocol.bones or []) if b not in data.bones]
     if outside:
         raise BoneaugError(f"{where}: protocol.bones: {outside[0]!r} is not in data.bones")
-    if data.source != "phantom" and "oracle" in protocol.strategies:
-        raise BoneaugError(f"{where}: protocol.strategies: oracle needs held-back real "
-                           "positives, which only the phantom can make; remove it")
     gan_values = values.get("gan") or {}
     if not isinstance(gan_values, dict):
         raise BoneaugError(f"{where}: gan must be a mapping of settings")
@@ -239,7 +248,19 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
         gan=GanConfig.from_dict({"seed": seed, **gan_values}),
         synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
         classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
-        protocol=protocol, note=str(values.get("note", "")))
+        protocol=protocol, assign=_assign(values.get("assign"), seed, f"{where}: assign"),
+        note=str(values.get("note", "")))
+
+
+def _assign(values: Any, seed: int, where: str) -> BonesConfig:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise BoneaugError(f"{where}: must be a mapping of settings")
+    for f in fields(BonesConfig):
+        if f.name in values:
+            _check_type(values[f.name], str(f.type), f"{where}.{f.name}")
+    return BonesConfig.from_dict({"seed": seed, **values}, where)
 
 
 def load_experiment_config(path: str | Path, overrides: dict[str, Any] | None = None

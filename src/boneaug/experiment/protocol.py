@@ -7,36 +7,53 @@ Run folder layout (`run_experiment(config, out_dir)`):
 config.yaml  run.json  stages/<stage>.json        the config, provenance, finished stages
 phantom/                                          rendered radiographs (phantom source)
 data/manifest.csv  data/oracle-pool.csv           the split, rarity-subsampled manifest and
-data/stats.txt                                    the held-back real train positives
+data/stats.txt  data/skipped.csv                  the held-back real train positives;
+data/bones.json  data/bones-sheet.png             films skipped; which bone each film shows
 patches/<bone>/   gan/<bone>/                     per-bone patch domains and CycleGAN
 synth/gan/<bone>-s<seed>/                         synthetic positives of the bone's generator
 synth/gan/<bone>-from-<g>-s<seed>/                ... of bone g's generator (transfer)
 synth/copypaste/<bone>-s<seed>/                   real lesions pasted (copy-paste)
 gate/<bone>/                                      quality-gate scores and the kept rows
 cls/<bone>/<condition>/seed<k>/                   one classifier (`boneaug.classify.classify`)
-evaluation/predictions.csv runs.csv gate.json     every test prediction, every run
+evaluation/predictions.csv runs.csv gate.json     every test prediction, every run,
+evaluation/skipped.csv                            every film a stage skipped
 results.csv  report.html                          the report
 ```
 
-A stage that finished is recorded in ``stages/`` and not redone when the same command runs
-again; an interrupted one is redone (the CycleGAN resumes from its last checkpoint). The
-config of a run cannot change under it: a different config is refused with one line.
+**Stages and their inputs.** A finished stage is recorded in ``stages/`` with a key: the
+settings it used and the keys (or content) of what it read. Run again, a stage is skipped
+when its key is unchanged and redone when it changed, with everything that read it. So a
+finished run can be *extended*: adding strategies, ratios, seeds or bones runs only what
+is new, and changing the classifier retrains classifiers without retraining a CycleGAN.
+An interrupted stage is redone (the CycleGAN resumes from its last checkpoint).
 
-Rarity is simulated honestly: after the patient-level split, the *training* positives of
-each bone are subsampled to `data.prevalence` of its training images; val and test keep
-every image. The held-back training positives are the oracle's extra real positives
-(phantom only), and are never used by another strategy.
+**Films of a bone.** A bone's positives are its lesion films; its negatives are the normal
+films of that bone (`boneaug.data.films`): the bone column, or for films labelled only by
+region or not at all, the bones `boneaug.classify.bones` assigns (``assign`` section;
+``data.assign: auto`` runs it when the manifest has such films).
+
+**Rarity** is simulated honestly: after the patient-level split, the *training* positives
+of each bone are subsampled to `data.prevalence` of its training images; val and test
+keep every image. The held-back training positives are real films of training patients:
+the oracle's extra positives (phantom and real data alike), never used by another
+strategy.
+
+**Awkward films** cost themselves, never the run: a film that cannot be read is dropped
+at the data stage, one on which a stage finds no bone is skipped by that stage; all are
+listed in ``evaluation/skipped.csv`` and the report (`boneaug.data.skips`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import shutil
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +73,15 @@ from boneaug.classify import (
     predict,
     summarise,
 )
+from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
 from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
+from boneaug.data.films import is_region, normals_of, positives_of
+from boneaug.data.manifest import check_manifest
 from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.runinfo import write_run_json
+from boneaug.data.skips import SKIPPED_FILE, Skips, read_skipped
 from boneaug.data.splits import split_manifest
 from boneaug.data.stats import describe_manifest
 from boneaug.errors import BoneaugError
@@ -102,21 +123,43 @@ def _stage_file(run_dir: Path, name: str) -> Path:
     return run_dir / "stages" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json")
 
 
+def stage_key(**parts: Any) -> str:
+    """A short digest of what a stage read: its settings and its inputs' keys."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
 class Stages:
-    """Which stages of a run are finished; each is a small JSON file in ``stages/``."""
+    """Which stages of a run are finished, and with which inputs: a JSON file per stage in
+    ``stages/`` holding the stage's info and its key (`stage_key`)."""
 
     def __init__(self, run_dir: Path, say: Say) -> None:
         self.run_dir, self.say = run_dir, say
         self.started = time.time()
 
-    def done(self, name: str) -> dict[str, Any] | None:
+    def _saved(self, name: str) -> dict[str, Any] | None:
         path = _stage_file(self.run_dir, name)
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            return None  # a damaged marker: the stage is simply redone
 
-    def mark(self, name: str, info: dict[str, Any]) -> None:
-        write_json_atomic(_stage_file(self.run_dir, name), info)
+    def done(self, name: str, key: str | None = None) -> dict[str, Any] | None:
+        """The stage's info if it finished with this key (any key when `key` is None)."""
+        saved = self._saved(name)
+        if saved is None or (key is not None and saved.get("stage_key") != key):
+            return None
+        return saved
+
+    def redoing(self, name: str, key: str) -> bool:
+        """True when the stage finished earlier, with other inputs."""
+        saved = self._saved(name)
+        return saved is not None and saved.get("stage_key") != key
+
+    def mark(self, name: str, key: str, info: dict[str, Any]) -> None:
+        write_json_atomic(_stage_file(self.run_dir, name), {**info, "stage_key": key})
 
     def elapsed(self) -> str:
         return _duration(time.time() - self.started)
@@ -133,30 +176,39 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------- run folder
 
 
-def _open_run(config: ExperimentConfig, out_dir: Path, fresh: bool) -> None:
+def _open_run(config: ExperimentConfig, out_dir: Path, fresh: bool, say: Say = print) -> None:
+    """Make or reopen the run folder; record the config. A changed config is not refused:
+    the stages whose inputs it changes are redone (`Stages`)."""
     check_out_dir(out_dir, "experiment")
-    wanted = config.to_dict()
-    wanted.pop("source", None)
+    wanted = json.loads(json.dumps(_comparable(config.to_dict())))
     saved = out_dir / "config.yaml"
     if fresh and out_dir.exists():
+        source = Path(config.data.manifest or "") if config.data.source == "manifest" else None
+        if source is not None and out_dir.resolve() in source.resolve().parents:
+            raise BoneaugError(f"{out_dir}: --fresh would delete the experiment's own input "
+                               f"{source}; copy it out of the run folder first")
         shutil.rmtree(out_dir)
     if saved.is_file():
-        have = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        have.pop("source", None)
-        try:  # through the dataclasses: a setting added since (with its default) is no change
-            have = experiment_config(have, str(saved)).to_dict()
-            have.pop("source", None)
-            have = json.loads(json.dumps(have))
-        except BoneaugError:
-            pass  # not a config of this version: compared as written, so it differs
-        if have != json.loads(json.dumps(wanted)):
-            changed = sorted(k for k in set(have) | set(wanted)
-                             if have.get(k) != json.loads(json.dumps(wanted.get(k))))
-            raise BoneaugError(f"{out_dir}: holds an experiment with another config (section "
-                               f"{', '.join(changed)} differs); use another --out, or --fresh "
-                               "to start this folder again")
+        try:
+            have = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            # through the dataclasses: a setting added since (with its default) is no change
+            have = json.loads(json.dumps(_comparable(experiment_config(have, str(saved))
+                                                     .to_dict())))
+        except (BoneaugError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            have = {}
+        changed = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
+        if changed and have:
+            say(f"{out_dir}: the config changed since the last run (section "
+                f"{', '.join(changed)}): stages whose inputs changed are redone, the others "
+                "reused")
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, yaml.safe_dump(json.loads(json.dumps(wanted)), sort_keys=False))
+    write_text_atomic(saved, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    values.pop("source", None)
+    return values
 
 
 # --------------------------------------------------------------------------- data
@@ -166,17 +218,61 @@ def _negatives_from(config: ExperimentConfig, bone: str) -> tuple[str, ...]:
     return tuple(config.data.negatives_from.get(bone, []))
 
 
-def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str, Any]:
+def _bone_rows(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...]) -> pd.Series:
+    """The real rows a bone's stages read: its positives and its normal films."""
+    return (table["origin"] == "real") & (positives_of(table, bone)
+                                          | normals_of(table, bone, negatives_from))
+
+
+def rows_key(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...] = ()) -> str:
+    """A digest of a bone's rows (ids, files, split, label, boxes, masks): the content
+    every stage of the bone reads from the data manifest."""
+    rows = table[_bone_rows(table, bone, negatives_from)]
+    columns = [c for c in ("image_id", "path", "split", "label", "boxes", "bone",
+                           "bone_mask_path", f"{bone}_mask_path") if c in rows.columns]
+    return stage_key(rows=rows[columns].astype(str).to_numpy().tolist())
+
+
+def _load_source(config: ExperimentConfig, run_dir: Path, skips: Skips) -> Manifest:
+    """The input manifest: rendered (phantom) or the user's; films whose image cannot be
+    read are dropped into `skips` (an unusable film costs itself, not the run)."""
     data = config.data
     if data.source == "phantom":
-        phantom_path = make_phantom(run_dir / "phantom", PhantomConfig(
-            bones=tuple(data.bones), normal=data.normal, lesion=data.lesion, size=data.size,
-            difficulty=data.difficulty, seed=config.seed, distractors=data.distractors))
-        manifest = load_manifest(phantom_path)
-        needs_split = True
-    else:
-        manifest = load_manifest(Path(data.manifest or ""))
-        needs_split = not (manifest.table["split"] != "").any()
+        try:
+            phantom_config = PhantomConfig(
+                bones=tuple(data.bones), normal=data.normal, lesion=data.lesion,
+                size=data.size, difficulty=data.difficulty, seed=config.seed,
+                distractors=data.distractors, **data.phantom)
+        except TypeError as exc:
+            raise BoneaugError(f"{config.source or 'config'}: data.phantom: {exc}") from None
+        return load_manifest(make_phantom(run_dir / "phantom", phantom_config))
+    manifest, problems = check_manifest(Path(data.manifest or ""))
+    errors = [p for p in problems if p.severity == "error"]
+    unreadable = {p.line for p in errors if p.column in ("path", "mask_path")}
+    others = [p for p in errors if p.line not in unreadable or p.column not in ("path",
+                                                                               "mask_path")]
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        raise BoneaugError(f"{others[0]}{more}")
+    if unreadable:
+        table = manifest.table
+        drop = [line - 2 for line in sorted(unreadable)]
+        for p in errors:
+            if p.line in unreadable and p.column in ("path", "mask_path"):
+                pos = p.line - 2
+                skips.add(str(table.at[pos, "image_id"]), str(table.at[pos, "path"]),
+                          p.message.split(": ", 1)[-1])
+        skips.check(len(table), "films of the manifest")
+        manifest = Manifest(table.drop(index=drop).reset_index(drop=True), manifest.root,
+                            manifest.source)
+    return manifest
+
+
+def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str, Any]:
+    data = config.data
+    skips = Skips("data")
+    manifest = _load_source(config, run_dir, skips)
+    needs_split = data.source == "phantom" or not (manifest.table["split"] != "").any()
     if needs_split:
         result = split_manifest(manifest, val=data.val, test=data.test, seed=config.seed,
                                 group_by=data.group_by)
@@ -187,33 +283,55 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
     if (table["origin"] == "synthetic").any():
         raise BoneaugError(f"{manifest.source}: the experiment's input must hold real images "
                            "only (its synthetic positives are made by the experiment)")
+    (run_dir / "data").mkdir(exist_ok=True)
+    info: dict[str, Any] = {}
+    open_labels = int(table["bone"].map(is_region).sum())
+    if data.assign == "always" or (data.assign == "auto" and open_labels):
+        assigned = assign_bones(manifest, config.assign, cache_dir=run_dir / "cache")
+        for row in assigned.skipped.rows:
+            skips.add(row["image_id"], row["path"], row["reason"])
+        manifest = assigned.manifest
+        # a film that cannot be read is of no use to any later stage
+        manifest.table = manifest.table[~manifest.table["image_id"].isin(
+            assigned.skipped.ids())].reset_index(drop=True)
+        table = manifest.table
+        write_json_atomic(run_dir / "data" / "bones.json", assigned.to_dict())
+        write_bones_sheet(manifest, run_dir / "data" / "bones-sheet.png", seed=config.seed)
+        info["assign"] = assigned.to_dict()
+        say(format_bones(assigned))
+        for warning in assigned.warnings:
+            say(f"warning: {warning}")
     held_back: list = []
     counts: dict[str, dict[str, int]] = {}
-    rng = np.random.default_rng([config.seed, 11])
+    in_train = (table["split"] == "train") & (table["origin"] == "real")
     for bone in data.bones:
-        in_train = (table["split"] == "train") & (table["origin"] == "real")
-        positives = table.index[in_train & (table["bone"] == bone) & (table["label"] == 1)]
-        negatives = table.index[in_train & (table["label"] == 0) & table["bone"].isin(
-            {bone, *_negatives_from(config, bone)})]
+        positives = table.index[in_train & positives_of(table, bone)]
+        negatives = table.index[in_train & normals_of(table, bone, _negatives_from(config,
+                                                                                  bone))]
         if len(positives) == 0 or len(negatives) == 0:
+            hint = ("; its normals are labelled by region: let `assign` find them" if
+                    data.assign == "never" and open_labels else "")
             raise BoneaugError(f"{manifest.source}: bone {bone!r} has {len(positives)} lesion "
-                               f"and {len(negatives)} normal train images; it needs both")
+                               f"and {len(negatives)} normal train images; it needs both{hint}")
         keep = len(positives)
         if data.prevalence is not None:
             share = data.prevalence / (1 - data.prevalence)
             keep = min(len(positives), max(2, int(round(share * len(negatives)))))
+        # one generator per bone: adding a bone leaves the others' rarity as it was
+        rng = np.random.default_rng([config.seed, 11, zlib.crc32(bone.encode("utf-8"))])
         kept = set(rng.permutation(positives)[:keep])
         held_back += [i for i in positives if i not in kept]
         counts[bone] = {"train_pos": int(keep), "train_neg": int(len(negatives)),
                         "held_back": int(len(positives) - keep)}
     pool = Manifest(table.loc[held_back].reset_index(drop=True), root=manifest.root)
     main = Manifest(table.drop(index=held_back).reset_index(drop=True), root=manifest.root)
-    (run_dir / "data").mkdir(exist_ok=True)
     save_manifest(main, run_dir / "data" / "manifest.csv")
     save_manifest(pool, run_dir / "data" / "oracle-pool.csv")
+    skips.write(run_dir / "data")
     stats = describe_manifest(main)
     write_text_atomic(run_dir / "data" / "stats.txt", stats + "\n")
-    return {"counts": counts, "images": len(main), "held_back": len(held_back)}
+    return {**info, "counts": counts, "images": len(main), "held_back": len(held_back),
+            "skipped": len(skips)}
 
 
 # --------------------------------------------------------------------------- conditions
@@ -290,8 +408,8 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
     syn_scores = predict(model, load_inputs(synthetic, None, cls_config.size, cls_config.crop,
                                             run_dir / "cache"), cls_config)
     table = manifest.table
-    val_normals = table.index[(table["split"] == "val") & (table["label"] == 0)
-                              & table["bone"].isin({bone, *_negatives_from(config, bone)})]
+    val_normals = table.index[(table["split"] == "val") & (table["origin"] == "real")
+                              & normals_of(table, bone, _negatives_from(config, bone))]
     normal_scores = predict(model, load_inputs(manifest, list(val_normals), cls_config.size,
                                                cls_config.crop, run_dir / "cache"), cls_config)
     gate = config.protocol.gate
@@ -326,181 +444,329 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
 # --------------------------------------------------------------------------- the run
 
 
-def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = print,
-                   progress: bool = True, fresh: bool = False,
-                   report: bool = True) -> ExperimentResult:
-    """Run (or resume) the whole protocol of `config` in `out_dir`; see the module doc."""
-    started = time.time()
-    run_dir = Path(out_dir)
-    _open_run(config, run_dir, fresh)
-    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
-                   extra={"completed": False})
-    stages = Stages(run_dir, say)
-    seed = config.seed
-    all_conditions = conditions(config)
-    strategies = {c.strategy for c in all_conditions}
-    n_cls = len(all_conditions) * config.protocol.seeds
-    n_bones = len(config.protocol.bones or config.data.bones)
-    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), "
-        f"{len(all_conditions)} conditions x {config.protocol.seeds} seed(s) = {n_cls} "
-        "classifiers")
-    if config.note:
-        say(config.note.strip())
+class _Run:
+    """One experiment run: its config, folder, stage records and what the stages made.
 
-    def step(text: str) -> None:
-        say(f"[{stages.elapsed()}] {text}")
+    Each stage method computes its key from its settings and its inputs' keys, skips
+    itself when recorded with that key, and records itself when done (`Stages`).
+    """
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, say: Say, progress: bool
+                 ) -> None:
+        self.config, self.run_dir, self.say, self.progress = config, run_dir, say, progress
+        self.stages = Stages(run_dir, say)
+        self.conditions = conditions(config)
+        self.strategies = {c.strategy for c in self.conditions}
+        self.keys: dict[str, str] = {}     # stage or output folder -> its key
+        self.manifest: Manifest | None = None
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def step(self, text: str) -> None:
+        self.say(f"[{self.stages.elapsed()}] {text}")
+
+    def _stage(self, name: str, key: str) -> dict[str, Any] | None:
+        """The recorded info when the stage is done with `key`; says when it is redone."""
+        info = self.stages.done(name, key)
+        if info is None and self.stages.redoing(name, key):
+            self.step(f"{name}: its inputs changed since the last run; redoing it")
+        return info
 
     # 1. data
-    if (info := stages.done("data")) is None:
-        info = _prepare_data(config, run_dir, say)
-        stages.mark("data", info)
-        step(f"data: {info['images']} images; per bone train positives kept / held back: "
-             + ", ".join(f"{b} {c['train_pos']}/{c['held_back']}"
-                         for b, c in info["counts"].items()))
-    counts = info["counts"]
-    manifest = load_manifest(run_dir / "data" / "manifest.csv")
-    if "oracle" in strategies:
-        need = _max_ratio(config, {"oracle"})
-        for bone, c in counts.items():
-            if math.ceil(need * c["train_pos"]) > c["held_back"]:
-                raise BoneaugError(f"{config.source or 'config'}: the oracle at ratio {need:g} "
-                                   f"needs {math.ceil(need * c['train_pos'])} held-back real "
-                                   f"{bone} positives, the data has {c['held_back']}; raise "
-                                   "data.lesion or lower the oracle's ratios")
+    def data(self) -> None:
+        config = self.config
+        key = stage_key(data=asdict(config.data), assign=config.assign.to_dict(),
+                        seed=config.seed)
+        info = self._stage("data", key)
+        if info is None:
+            info = _prepare_data(config, self.run_dir, self.say)
+            self.stages.mark("data", key, info)
+            self.step(f"data: {info['images']} images; per bone train positives kept / held "
+                      "back: " + ", ".join(f"{b} {c['train_pos']}/{c['held_back']}"
+                                           for b, c in info["counts"].items())
+                      + (f"; {info['skipped']} film(s) skipped (data/skipped.csv)"
+                         if info.get("skipped") else ""))
+        self.counts = info["counts"]
+        self.manifest = load_manifest(self.run_dir / "data" / "manifest.csv")
+        table = self.manifest.table
+        for bone in config.data.bones:
+            self.keys[f"rows:{bone}"] = rows_key(table, bone, _negatives_from(config, bone))
+        pool = load_manifest(self.run_dir / "data" / "oracle-pool.csv")
+        self.keys["data/oracle-pool.csv"] = stage_key(
+            pool=pool.table[["image_id", "bone", "boxes"]].astype(str).to_numpy().tolist())
+        if "oracle" in self.strategies:
+            need = _max_ratio(config, {"oracle"})
+            for bone, c in self.counts.items():
+                if math.ceil(need * c["train_pos"]) > c["held_back"]:
+                    raise BoneaugError(
+                        f"{config.source or 'config'}: the oracle at ratio {need:g} needs "
+                        f"{math.ceil(need * c['train_pos'])} held-back real {bone} positives, "
+                        f"the data has {c['held_back']}; lower the oracle's ratios"
+                        + (" or raise data.lesion" if config.data.source == "phantom" else
+                           " or data.prevalence"))
 
     # 2. per-bone patches and CycleGAN
-    needs_gan = bool(strategies & {"gan", "gan-gated", "gan-transfer", "tstr"})
-    needs_patches = needs_gan or "copypaste" in strategies
-    generator_bones = set()
-    for c in all_conditions:
-        if c.strategy in ("gan", "gan-gated", "gan-transfer", "tstr"):
-            generator_bones.add(c.generator_bone)
-    for bone in config.data.bones:
-        if needs_patches and not stages.done(f"patches:{bone}"):
-            report_ = extract_patches(
-                manifest, bone, config.patches.size, run_dir / "patches",
-                per_lesion=config.patches.per_lesion,
-                healthy_per_image=config.patches.healthy_per_image,
-                context=config.patches.context, seed=seed,
-                negatives_from=_negatives_from(config, bone), progress=False)
-            stages.mark(f"patches:{bone}", {"healthy": report_.n_healthy,
-                                            "lesion": report_.n_lesion})
-            step(f"patches {bone}: {report_.n_healthy} healthy, {report_.n_lesion} lesion "
-                 f"(from {report_.n_lesion_boxes} real lesions)")
-    for bone in config.data.bones:
-        if bone in generator_bones and not stages.done(f"gan:{bone}"):
-            healthy, lesion, pinfo = load_domains(run_dir / "patches" / bone)
-            stats = json.loads((run_dir / "patches" / bone / "lesion_stats.json").read_text())
-            gan_dir = run_dir / "gan" / bone
-            resume = (gan_dir / "checkpoints" / "last.pt").is_file()
-            step(f"CycleGAN {bone}: {config.gan.iterations} iterations "
-                 f"({config.gan.n_blocks} blocks, {config.gan.ngf} filters)"
-                 + (" - resuming" if resume else ""))
-            trained = train_cyclegan(healthy.patches, lesion.patches, config.gan, gan_dir,
-                                     resume=resume, progress=progress,
-                                     generator_info={"bone": bone, "lesion_stats": stats,
-                                                     "patches": pinfo.get("settings", {})})
-            if not trained.completed:
-                raise KeyboardInterrupt
-            stages.mark(f"gan:{bone}", {"iterations": trained.iterations,
-                                        "seconds": trained.seconds})
-            step(f"CycleGAN {bone} done: {trained.iterations_per_second:.1f} it/s")
+    def generator_bones(self) -> set[str]:
+        return {c.generator_bone for c in self.conditions
+                if c.strategy in ("gan", "gan-gated", "gan-transfer", "tstr")}
+
+    def patches(self, bone: str) -> None:
+        config = self.config
+        key = stage_key(patches=asdict(config.patches), seed=config.seed,
+                        rows=self.keys[f"rows:{bone}"])
+        self.keys[f"patches:{bone}"] = key
+        if self._stage(f"patches:{bone}", key) is not None:
+            return
+        assert self.manifest is not None
+        made = extract_patches(
+            self.manifest, bone, config.patches.size, self.run_dir / "patches",
+            per_lesion=config.patches.per_lesion,
+            healthy_per_image=config.patches.healthy_per_image,
+            context=config.patches.context, seed=config.seed,
+            negatives_from=_negatives_from(config, bone), progress=False)
+        self.stages.mark(f"patches:{bone}", key, {
+            "healthy": made.n_healthy, "lesion": made.n_lesion, "lesions": made.n_lesion_boxes,
+            "skipped": len(made.skipped)})
+        self.step(f"patches {bone}: {made.n_healthy} healthy, {made.n_lesion} lesion "
+                  f"(from {made.n_lesion_boxes} real lesions)"
+                  + (f"; {made.skipped.summary()}" if len(made.skipped) else ""))
+
+    def gan(self, bone: str) -> None:
+        config = self.config
+        key = stage_key(gan=config.gan.to_dict(), patches=self.keys[f"patches:{bone}"])
+        self.keys[f"gan:{bone}"] = key
+        if self._stage(f"gan:{bone}", key) is not None:
+            return
+        patch_dir = self.run_dir / "patches" / bone
+        healthy, lesion, pinfo = load_domains(patch_dir)
+        stats = json.loads((patch_dir / "lesion_stats.json").read_text(encoding="utf-8"))
+        gan_dir = self.run_dir / "gan" / bone
+        key_file = gan_dir / "stage_key.txt"
+        # an interrupted training of the same inputs resumes; anything else starts afresh
+        resume = ((gan_dir / "checkpoints" / "last.pt").is_file() and key_file.is_file()
+                  and key_file.read_text(encoding="utf-8").strip() == key)
+        if not resume and gan_dir.exists():
+            shutil.rmtree(gan_dir)
+        gan_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(key_file, key + "\n")
+        self.step(f"CycleGAN {bone}: {config.gan.iterations} iterations "
+                  f"({config.gan.n_blocks} blocks, {config.gan.ngf} filters)"
+                  + (" - resuming" if resume else ""))
+        trained = train_cyclegan(healthy.patches, lesion.patches, config.gan, gan_dir,
+                                 resume=resume, progress=self.progress,
+                                 generator_info={"bone": bone, "lesion_stats": stats,
+                                                 "patches": pinfo.get("settings", {})})
+        if not trained.completed:
+            raise KeyboardInterrupt
+        self.stages.mark(f"gan:{bone}", key, {"iterations": trained.iterations,
+                                              "seconds": trained.seconds})
+        self.step(f"CycleGAN {bone} done: {trained.iterations_per_second:.1f} it/s")
 
     # 3. synthesis
-    synth_conf = config.synthesis
-    gan_ratio = max(_max_ratio(config, {"gan", "tstr"}),
-                    2 * config.protocol.main_ratio if "gan-gated" in strategies else 0.0)
-    for bone in config.data.bones:
-        n_pos = counts[bone]["train_pos"]
+    def synthesis_jobs(self, bone: str) -> list[tuple[str, str, str, float, dict[str, Any]]]:
+        """(stage, folder, generator bone ('' = copy-paste), ratio, extra arguments)."""
+        config, seed = self.config, self.config.seed
+        gan_ratio = max(_max_ratio(config, {"gan", "tstr"}),
+                        2 * config.protocol.main_ratio if "gan-gated" in self.strategies
+                        else 0.0)
         jobs: list[tuple[str, str, str, float, dict[str, Any]]] = []
-        if gan_ratio > 0 and bone in generator_bones:
+        if gan_ratio > 0 and bone in self.generator_bones():
             jobs.append((f"synth:gan:{bone}", f"synth/gan/{bone}-s{seed}", bone, gan_ratio, {}))
-        for c in all_conditions:
+        for c in self.conditions:
             if c.bone == bone and c.strategy == "gan-transfer":
-                stats = (run_dir / "patches" / bone / "lesion_stats.json"
-                         if synth_conf.transfer_lesion_stats == "target" else None)
+                stats = (self.run_dir / "patches" / bone / "lesion_stats.json"
+                         if config.synthesis.transfer_lesion_stats == "target" else None)
                 jobs.append((f"synth:gan:{bone}-from-{c.generator_bone}",
                              f"synth/gan/{bone}-from-{c.generator_bone}-s{seed}",
                              c.generator_bone, c.ratio or 0.0, {"lesion_stats": stats}))
-        if "copypaste" in strategies:
+        if "copypaste" in self.strategies:
             jobs.append((f"synth:copypaste:{bone}", f"synth/copypaste/{bone}-s{seed}", "",
                          _max_ratio(config, {"copypaste"}), {}))
-        for name, folder, gbone, ratio, extra in jobs:
-            if stages.done(name):
+        return jobs
+
+    def synthesis(self, bone: str) -> None:
+        config = self.config
+        synth_conf = config.synthesis
+        for name, folder, gbone, ratio, extra in self.synthesis_jobs(bone):
+            count = max(1, math.ceil(ratio * self.counts[bone]["train_pos"]))
+            source = self.keys[f"gan:{gbone}"] if gbone else self.keys[f"patches:{bone}"]
+            key = stage_key(synthesis=asdict(synth_conf), count=count, seed=config.seed,
+                            source=source, rows=self.keys[f"rows:{bone}"],
+                            stats=(self.keys[f"patches:{bone}"] if extra.get("lesion_stats")
+                                   else ""))
+            self.keys[folder] = key
+            if self._stage(name, key) is not None:
                 continue
-            count = max(1, math.ceil(ratio * n_pos))
-            common = dict(count=count, seed=seed, batch_size=synth_conf.batch_size,
+            assert self.manifest is not None
+            common = dict(count=count, seed=config.seed, batch_size=synth_conf.batch_size,
                           feather=synth_conf.feather, margin=synth_conf.margin,
                           negatives_from=_negatives_from(config, bone),
                           device=config.gan.device, progress=False)
             if gbone:
-                result = synthesize(run_dir / "gan" / gbone / "generator_healthy_to_lesion.pt",
-                                    manifest, bone, run_dir / folder, **common, **extra)
+                result = synthesize(self.run_dir / "gan" / gbone / "generator_healthy_to_lesion.pt",
+                                    self.manifest, bone, self.run_dir / folder, **common, **extra)
             else:
-                patch_dir = run_dir / "patches" / bone
-                result = synthesize(patch_dir, manifest, bone, run_dir / folder, **common,
-                                    translator=copy_paste_translator(patch_dir, seed))
-            stages.mark(name, {"images": result.images,
-                               "seam_ratio_median": result.seam_ratio_median})
-            step(f"{name}: {result.images} images (median seam ratio "
-                 f"{result.seam_ratio_median:.2f})")
+                patch_dir = self.run_dir / "patches" / bone
+                result = synthesize(patch_dir, self.manifest, bone, self.run_dir / folder,
+                                    **common,
+                                    translator=copy_paste_translator(patch_dir, config.seed))
+            self.stages.mark(name, key, {"images": result.images,
+                                         "seam_ratio_median": result.seam_ratio_median})
+            self.step(f"{name}: {result.images} images (median seam ratio "
+                      f"{result.seam_ratio_median:.2f})"
+                      + "".join(f"; {w}" for w in result.warnings))
 
     # 4. classifiers; the baselines first (the quality gate scores with them)
-    seeds = range(config.protocol.seeds)
-    order = sorted(all_conditions, key=lambda c: (c.strategy != "baseline",
-                                                  c.strategy == "gan-gated"))
-    durations: list[float] = []
-    done_count = sum(1 for c in all_conditions for s in seeds
-                     if stages.done(f"cls:{c.bone}:{c.name}:s{s}"))
-    extras: dict[str, Manifest] = {}
-    for c in order:
-        if c.strategy == "gan-gated" and not stages.done(f"gate:{c.bone}"):
-            gate_info = _gate(config, run_dir, c.bone, manifest)
-            stages.mark(f"gate:{c.bone}", gate_info)
-            step(f"quality gate {c.bone}: kept {gate_info['kept']} of {gate_info['scored']} "
-                 f"synthetic positives (threshold score {gate_info['threshold']:.3f}, "
-                 f"min change {gate_info['min_change']})")
-        for s in seeds:
+    def gate_key(self, bone: str) -> str:
+        config = self.config
+        key = stage_key(gate=asdict(config.protocol.gate),
+                        synth=self.keys[f"synth/gan/{bone}-s{config.seed}"],
+                        baseline=self.keys[f"cls:{bone}:baseline:s0"])
+        self.keys[f"gate/{bone}"] = key
+        return key
+
+    def gate(self, bone: str) -> None:
+        """Run the quality gate of `bone` unless it is done (its baseline must be)."""
+        key = self.keys[f"gate/{bone}"]
+        if self._stage(f"gate:{bone}", key) is not None:
+            return
+        assert self.manifest is not None
+        gate_info = _gate(self.config, self.run_dir, bone, self.manifest)
+        self.stages.mark(f"gate:{bone}", key, gate_info)
+        self.step(f"quality gate {bone}: kept {gate_info['kept']} of {gate_info['scored']} "
+                  f"synthetic positives (threshold score {gate_info['threshold']:.3f}, "
+                  f"min change {gate_info['min_change']})")
+
+    def extra_key(self, c: Condition) -> str:
+        if not c.extra:
+            return ""
+        if c.extra.startswith("gate/"):
+            return self.keys[f"gate/{c.bone}"]
+        if c.extra.startswith("data/"):
+            return self.keys[c.extra]
+        return self.keys[str(Path(c.extra).parent)]
+
+    def classifiers(self) -> None:
+        config = self.config
+        seeds = range(config.protocol.seeds)
+        order = sorted(self.conditions, key=lambda c: (c.strategy != "baseline",
+                                                       c.strategy == "gan-gated"))
+        n_cls = len(self.conditions) * config.protocol.seeds
+        keyed = []
+        for c in order:  # baselines first: the gate's key is that of its baseline
+            if c.strategy == "gan-gated":
+                self.gate_key(c.bone)
+            for s in seeds:
+                key = stage_key(classifier=config.classifier.to_dict(), strategy=c.strategy,
+                                ratio=c.ratio, seed=s, rows=self.keys[f"rows:{c.bone}"],
+                                negatives=_negatives_from(config, c.bone),
+                                extra=self.extra_key(c))
+                self.keys[f"cls:{c.bone}:{c.name}:s{s}"] = key
+                keyed.append((c, s, key))
+        done_count = sum(1 for c, s, key in keyed
+                         if self.stages.done(f"cls:{c.bone}:{c.name}:s{s}", key))
+        durations: list[float] = []
+        extras: dict[str, Manifest] = {}
+        for c, s, key in keyed:
             name = f"cls:{c.bone}:{c.name}:s{s}"
-            if stages.done(name):
+            if c.strategy == "gan-gated":  # after the baselines: `order` puts it last
+                self.gate(c.bone)
+            if self._stage(name, key) is not None:
                 continue
+            assert self.manifest is not None
             extra = None
             ratio = c.ratio
             if c.strategy in USES_EXTRA:
                 if c.extra not in extras:
-                    extras[c.extra] = load_manifest(run_dir / c.extra)
+                    extras[c.extra] = load_manifest(self.run_dir / c.extra)
                 extra = extras[c.extra]
                 if c.strategy == "gan-gated":  # as many as the gate kept, up to the ratio
                     available = int((extra.table["bone"] == c.bone).sum())
-                    if ratio is not None and available < ratio * counts[c.bone]["train_pos"]:
+                    if ratio is not None and available < ratio * self.counts[c.bone]["train_pos"]:
                         ratio = None
                         if s == 0:
-                            step(f"warning: the gate kept {available} synthetic {c.bone} "
-                                 f"positives, fewer than ratio {c.ratio:g} asks; {c.name} "
-                                 "uses all it kept" + (" (none: it trains like the baseline)"
-                                                       if available == 0 else ""))
+                            self.step(f"warning: the gate kept {available} synthetic {c.bone} "
+                                      f"positives, fewer than ratio {c.ratio:g} asks; {c.name} "
+                                      "uses all it kept" + (" (none: it trains like the "
+                                                            "baseline)" if available == 0
+                                                            else ""))
             t0 = time.time()
-            result = classify(manifest, c.strategy, run_dir / "cls" / c.bone / c.name / f"seed{s}",
+            result = classify(self.manifest, c.strategy,
+                              self.run_dir / "cls" / c.bone / c.name / f"seed{s}",
                               config=config.classifier, bone=c.bone, extra=extra, ratio=ratio,
-                              seed=s, cache_dir=run_dir / "cache",
+                              seed=s, cache_dir=self.run_dir / "cache",
                               negatives_from=_negatives_from(config, c.bone))
             durations.append(time.time() - t0)
             done_count += 1
-            stages.mark(name, {"test_auc": result.test_auc, "seconds": durations[-1]})
+            self.stages.mark(name, key, {"test_auc": result.test_auc,
+                                         "seconds": durations[-1]})
             left = (n_cls - done_count) * float(np.mean(durations))
-            step(f"classifier {done_count}/{n_cls} {c.bone} {c.name} seed {s}: test AUC "
-                 f"{result.test_auc:.3f} (epoch {result.best_epoch}, {durations[-1]:.0f} s; "
-                 f"about {_duration(left)} left)")
+            self.step(f"classifier {done_count}/{n_cls} {c.bone} {c.name} seed {s}: test AUC "
+                      f"{result.test_auc:.3f} (epoch {result.best_epoch}, {durations[-1]:.0f} "
+                      f"s; about {_duration(left)} left)")
 
-    # 5. evaluation and report (cheap: always redone)
-    predictions, runs = _collect(run_dir, all_conditions, config.protocol.seeds)
+    # 5. evaluation
+    def skipped(self) -> pd.DataFrame:
+        """Every film a stage skipped: the data stage's and those of each stage folder."""
+        folders = [self.run_dir / "data"]
+        folders += sorted(self.run_dir.glob("patches/*"))
+        folders += sorted(self.run_dir.glob("synth/*/*"))
+        frames = [read_skipped(f) for f in folders if (f / SKIPPED_FILE).is_file()]
+        frames = [f.assign(folder=str(folder.relative_to(self.run_dir)))
+                  for f, folder in zip(frames, [f for f in folders
+                                                if (f / SKIPPED_FILE).is_file()],
+                                       strict=True)]
+        if not frames:
+            return pd.DataFrame(columns=["stage", "image_id", "path", "reason", "folder"])
+        return pd.concat(frames, ignore_index=True)
+
+
+def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = print,
+                   progress: bool = True, fresh: bool = False,
+                   report: bool = True) -> ExperimentResult:
+    """Run (or resume, or extend) the whole protocol of `config` in `out_dir`; see the
+    module doc."""
+    started = time.time()
+    run_dir = Path(out_dir)
+    _open_run(config, run_dir, fresh, say)
+    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                   extra={"completed": False})
+    run = _Run(config, run_dir, say, progress)
+    n_cls = len(run.conditions) * config.protocol.seeds
+    n_bones = len(config.protocol.bones or config.data.bones)
+    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), "
+        f"{len(run.conditions)} conditions x {config.protocol.seeds} seed(s) = {n_cls} "
+        "classifiers")
+    if config.note:
+        say(config.note.strip())
+
+    run.data()
+    needs_gan = bool(run.strategies & {"gan", "gan-gated", "gan-transfer", "tstr"})
+    needs_patches = needs_gan or "copypaste" in run.strategies
+    for bone in config.data.bones:
+        if needs_patches:
+            run.patches(bone)
+    for bone in config.data.bones:
+        if bone in run.generator_bones():
+            run.gan(bone)
+    for bone in config.data.bones:
+        run.synthesis(bone)
+    run.classifiers()
+
+    # evaluation and report (cheap: always redone)
+    predictions, runs = _collect(run_dir, run.conditions, config.protocol.seeds)
     (run_dir / "evaluation").mkdir(exist_ok=True)
     predictions.to_csv(run_dir / "evaluation" / "predictions.csv", index=False)
     runs.to_csv(run_dir / "evaluation" / "runs.csv", index=False)
-    gates = [stages.done(f"gate:{b}") for b in config.data.bones]
+    skipped = run.skipped()
+    skipped.to_csv(run_dir / "evaluation" / "skipped.csv", index=False)
+    if len(skipped):
+        say(f"{len(skipped)} film(s) skipped by a stage (evaluation/skipped.csv); first: "
+            f"{skipped.iloc[0]['image_id']} ({skipped.iloc[0]['stage']}: "
+            f"{skipped.iloc[0]['reason']})")
+    gates = [run.stages.done(f"gate:{b}") for b in config.data.bones]
     write_json_atomic(run_dir / "evaluation" / "gate.json",
                       {"bones": [g for g in gates if g]})
-    summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=seed)
+    summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
     table = format_table(summary)
     goal = goal_check(predictions, summary, config.protocol.main_ratio)
     if not goal.empty:
@@ -511,9 +777,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     if report:
         from boneaug.experiment.report import write_report
 
-        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=seed,
+        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
                                    summary=summary).html
-    write_run_json(run_dir, "experiment", config.to_dict(), seed, started,
+    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": True})
     return ExperimentResult(run_dir, summary, table, report_path, time.time() - started)
 

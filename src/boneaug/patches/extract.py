@@ -25,8 +25,11 @@ from tqdm import tqdm
 
 from boneaug.data import Manifest, read_image
 from boneaug.data.files import write_json_atomic
+from boneaug.data.films import normals_of, of_bone, positives_of
+from boneaug.data.skips import Skips, film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
+from boneaug.patches.location import BoneLocator, encode_thumbnail, film_thumbnail
 from boneaug.patches.region import bone_region, region_bbox
 from boneaug.patches.store import INFO_FILE, to_uint16, write_patch_store
 
@@ -51,6 +54,7 @@ class PatchReport:
     n_lesion_images: int
     n_healthy_images: int
     warnings: list[str] = field(default_factory=list)
+    skipped: Skips = field(default_factory=lambda: Skips("patches"))
 
 
 @dataclass
@@ -74,6 +78,7 @@ def extract_patches(
     min_healthy: int | None = None,
     negatives_from: tuple[str, ...] = (),
     min_bone_fraction: float = MIN_BONE_FRACTION,
+    locate: bool = True,
     progress: bool = True,
 ) -> PatchReport:
     """Extract the healthy (A) and lesion (B) patch domains of `bone`; write them to disk.
@@ -96,11 +101,17 @@ def extract_patches(
             normal images also count as healthy images of `bone` (BTXRD lists its normals
             by limb, not by bone).
         min_bone_fraction: a healthy crop is rejected if less of it than this is bone.
+        locate: on a normal film without a mask of `bone`, cut healthy crops only where
+            `bone` lies in such films (`boneaug.patches.location`): on a knee film, the
+            femur's crops come from the distal femur, not the tibia.
         progress: show a progress bar on stderr for 50 images or more.
 
     Raises:
         BoneaugError: the manifest has no split, `bone` is not in the train split, it has
-            no lesion box or no normal image there, or too few healthy patches could be made.
+            no lesion box or no normal image there, too few healthy patches could be made,
+            or more than half of its lesion films or of its normal films could not be used
+            (unreadable, too small, no bone found: each skipped with its reason in
+            ``skipped.csv``, `boneaug.data.skips`).
     """
     if size < 8:
         raise BoneaugError(f"patch size must be at least 8 px, got {size}")
@@ -125,35 +136,51 @@ def extract_patches(
     lesion_stats: list[dict[str, Any]] = []
     side_rel: list[float] = []   # lesion crop side / shorter image side
     healthy_images_used = 0
+    skips = Skips("patches")
+    locator: BoneLocator | None = None
     for kind, row in bar:
         # Each image is read once: lesion rows first, because the healthy crop sizes are
-        # drawn from the lesion crops' sizes.
-        image = read_image(manifest.resolve(row["path"]))
+        # drawn from the lesion crops' sizes and B's place in a film from their sites.
+        image = _read_film(manifest, row, skips)
+        if image is None:
+            continue
         if kind == "lesion":
-            region, region_source = bone_region(manifest, row, image)
+            region, region_source = bone_region(manifest, row, image, bone)
+            thumb = encode_thumbnail(film_thumbnail(image))
             for box in row["boxes"]:
-                lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source))
+                lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source,
+                                                 thumb))
                 for crop in _lesion_crops(image, box, size, per_lesion, context, jitter, rng):
                     crop.row = _index_row(row, manifest, crop.box, seed, box=box,
                                           side_rel=_rel(crop.box, image.shape))
                     lesion_crops.append(crop)
                     side_rel.append(crop.row["side_rel"])
-        else:
-            region, _ = bone_region(manifest, row, image)
-            made = _healthy_crops(image, region, size, healthy_per_image, side_rel,
-                                  min_bone_fraction, rng)
-            if not region.any():
-                warnings.append(f"{row['image_id']}: no bone region found; image skipped")
-            elif len(made) < healthy_per_image:
-                warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
-                                f"healthy crops had >= {min_bone_fraction:.0%} bone")
-            healthy_images_used += bool(made)
-            for crop, fraction in made:
-                crop.row = _index_row(row, manifest, crop.box, seed,
-                                      side_rel=_rel(crop.box, image.shape),
-                                      bone_fraction=round(fraction, 4))
-                healthy_crops.append(crop)
+            continue
+        if locator is None and lesion_stats:
+            locator = BoneLocator.from_stats(lesion_stats)
+        region, region_source = bone_region(manifest, row, image, bone,
+                                            locator if locate else None)
+        if not region.any():
+            skips.add(row["image_id"], row["path"], "no bone found" if region_source !=
+                      "located" else f"no bone where {bone} lies in such films")
+            continue
+        made = _healthy_crops(image, region, size, healthy_per_image, side_rel,
+                              min_bone_fraction, rng)
+        if len(made) < healthy_per_image:
+            warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
+                            f"healthy crops had >= {min_bone_fraction:.0%} bone")
+        healthy_images_used += bool(made)
+        for crop, fraction in made:
+            crop.row = _index_row(row, manifest, crop.box, seed,
+                                  side_rel=_rel(crop.box, image.shape),
+                                  bone_fraction=round(fraction, 4))
+            healthy_crops.append(crop)
     bar.close()
+    lesion_ids = {r["image_id"] for r in lesion_rows}
+    skips.check(len(lesion_rows), f"{bone} lesion films in train",
+                skipped=len(skips.ids() & lesion_ids))
+    skips.check(len(healthy_rows), f"normal train films of {bone}",
+                skipped=len(skips.ids() - lesion_ids))
 
     if not healthy_crops:
         raise BoneaugError(f"{name}: no healthy {bone} patch could be cut: no normal train "
@@ -168,6 +195,7 @@ def extract_patches(
     write_patch_store(healthy_dir, _stack(healthy_crops, size), _index(healthy_crops))
     stats_path = bone_dir / "lesion_stats.json"
     write_json_atomic(stats_path, _stats_json(bone, lesion_stats))
+    skips.write(bone_dir)
     healthy_rel = [c.row["side_rel"] for c in healthy_crops]
     info = {
         "bone": bone,
@@ -180,11 +208,13 @@ def extract_patches(
             "per_lesion": per_lesion, "healthy_per_image": healthy_per_image,
             "context": context, "jitter": jitter, "seed": seed, "min_healthy": min_healthy,
             "negatives_from": list(negatives_from), "min_bone_fraction": min_bone_fraction,
+            "locate": locate,
         },
         "counts": {
             "healthy": len(healthy_crops), "lesion": len(lesion_crops),
             "lesion_boxes": len(lesion_stats), "lesion_images": len(lesion_rows),
             "healthy_images": len(healthy_rows), "healthy_images_used": healthy_images_used,
+            "skipped_films": len(skips),
         },
         "crop_side_rel": {"lesion": _summary(side_rel), "healthy": _summary(healthy_rel)},
         "warnings": warnings,
@@ -196,7 +226,7 @@ def extract_patches(
         stats_path=stats_path, info_path=info_path, n_healthy=len(healthy_crops),
         n_lesion=len(lesion_crops), n_lesion_boxes=len(lesion_stats),
         n_lesion_images=len(lesion_rows), n_healthy_images=len(healthy_rows),
-        warnings=warnings,
+        warnings=warnings + ([skips.summary()] if len(skips) else []), skipped=skips,
     )
 
 
@@ -212,11 +242,11 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
                            "(patches are cut from the train split only)")
     train = table[(table["split"] == "train") & (table["origin"] == "real")]
     bones_there = sorted(set(train["bone"]))
-    if bone not in bones_there:
+    if not of_bone(train, bone).any():
         raise BoneaugError(f"{name}: no {bone!r} image in the train split; bones there: "
                            f"{', '.join(bones_there) or 'none'}")
     records = train.to_dict("records")
-    positives = [r for r in records if r["bone"] == bone and r["label"] == 1]
+    positives = [r for r, p in zip(records, positives_of(train, bone), strict=True) if p]
     lesion_rows = [r for r in positives if r["boxes"]]
     warnings: list[str] = []
     unboxed = len(positives) - len(lesion_rows)
@@ -225,14 +255,29 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
     if not lesion_rows:
         raise BoneaugError(f"{name}: no lesion box for {bone!r} in the train split "
                            f"({len(positives)} positive(s), none with boxes)")
-    healthy_bones = {bone, *negatives_from}
-    healthy_rows = [r for r in records if r["bone"] in healthy_bones and r["label"] == 0]
+    healthy_rows = [r for r, n in zip(records, normals_of(train, bone, negatives_from),
+                                      strict=True) if n]
     if not healthy_rows:
-        hint = "" if negatives_from else "; if its normals are listed by limb, pass " \
-            "negatives_from (e.g. lower_limb)"
+        hint = "" if negatives_from else "; if its normals are labelled by region, run " \
+            "`boneaug bones` to learn which of them show it"
         raise BoneaugError(f"{name}: no normal (label 0) {bone!r} image in the train split"
                            f"{hint}")
     return lesion_rows, healthy_rows, warnings
+
+
+def _read_film(manifest: Manifest, row: dict, skips: Skips) -> np.ndarray | None:
+    """The row's image, or None (recorded in `skips` with the reason) when it is unusable."""
+    path = manifest.resolve(row["path"])
+    try:
+        image = read_image(path)
+    except BoneaugError as exc:
+        skips.add(row["image_id"], row["path"], str(exc).removeprefix(f"{path}: "))
+        return None
+    problem = film_problem(image.shape)
+    if problem:
+        skips.add(row["image_id"], row["path"], problem)
+        return None
+    return image
 
 
 # --------------------------------------------------------------------------- crops
@@ -327,8 +372,9 @@ def _index(crops: list[_Crop]) -> pd.DataFrame:
 
 
 def _lesion_stat(row: dict, box: list[float], shape: tuple[int, int], region: np.ndarray,
-                 region_source: str) -> dict[str, Any]:
-    """Where a lesion sits and how big it is, relative to the image and the bone's box."""
+                 region_source: str, thumb: str) -> dict[str, Any]:
+    """Where a lesion sits and how big it is, relative to the image and the bone's box; the
+    film's thumbnail, by which `BoneLocator` finds the bone in similar films."""
     height, width = shape
     x0, y0, x1, y1 = box
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -336,6 +382,7 @@ def _lesion_stat(row: dict, box: list[float], shape: tuple[int, int], region: np
         "image_id": row["image_id"], "box": [float(v) for v in box],
         "image_height": height, "image_width": width,
         "width_rel": round((x1 - x0) / width, 6), "height_rel": round((y1 - y0) / height, 6),
+        "centre_rel": [round(cx / width, 6), round(cy / height, 6)], "thumb": thumb,
         "region_source": region_source,
     }
     bbox = region_bbox(region)

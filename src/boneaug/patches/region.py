@@ -29,6 +29,7 @@ from scipy import ndimage
 from boneaug.data import Manifest, read_image
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import resize_to
+from boneaug.patches.location import BoneLocator
 
 SECOND_SPLIT = 0.6
 KEEP_FRACTION = 0.5
@@ -208,13 +209,27 @@ def overlap_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]
 MASK_COLUMN = "bone_mask_path"
 
 
-def bone_region(manifest: Manifest, row: dict, image: np.ndarray) -> tuple[np.ndarray, str]:
-    """The bone mask of a row's image and where it came from (``mask`` or ``estimated``).
+def mask_column(bone: str) -> str:
+    """The manifest column of one bone's mask on a multi-bone film, e.g. ``femur_mask_path``."""
+    return f"{bone}_mask_path"
 
-    The manifest's extra column ``bone_mask_path`` (written by the phantom) gives the exact
-    mask; without it the region is estimated from the pixels.
+
+def bone_region(manifest: Manifest, row: dict, image: np.ndarray, bone: str | None = None,
+                locator: BoneLocator | None = None) -> tuple[np.ndarray, str]:
+    """The mask of `bone` (default: the row's own bone) in a row's image, and its source.
+
+    In order: the row's ``<bone>_mask_path`` (a multi-bone film with a mask per bone); its
+    ``bone_mask_path`` when `bone` is the row's own bone (the phantom's exact mask); else
+    the estimated bone region (``estimated``), narrowed by `locator` to where `bone` lies
+    in the film (``located``; `boneaug.patches.location`). The mask may be empty.
     """
-    mask_path = str(row.get(MASK_COLUMN, "") or "")
-    if mask_path:
-        return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
-    return estimate_bone_region(image), "estimated"
+    own = str(row.get("bone", ""))
+    bone = bone or own
+    for column in (mask_column(bone), MASK_COLUMN if bone == own else ""):
+        mask_path = str(row.get(column, "") or "") if column else ""
+        if mask_path:
+            return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
+    region = estimate_bone_region(image)
+    if locator is None:
+        return region, "estimated"
+    return locator.restrict(image, region), "located"

@@ -34,13 +34,16 @@ from tqdm import tqdm
 
 from boneaug.data import Manifest, new_table, read_image, save_manifest
 from boneaug.data.files import check_out_dir, write_json_atomic
+from boneaug.data.films import normals_of, positives_of
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
+from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
 from boneaug.distributed import Ranks, join, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast, from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square
+from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.sites import Site, draw_site, usable_stats
 
@@ -67,8 +70,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
                batch_size: int = 16, feather: float = 0.25, margin: float = 0.5,
                negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
                device: str = "auto", progress: bool = True,
-               translator: tuple[torch.nn.Module, dict[str, Any]] | None = None
-               ) -> SynthReport:
+               translator: tuple[torch.nn.Module, dict[str, Any]] | None = None,
+               locate: bool = True) -> SynthReport:
     """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
 
     Args:
@@ -86,6 +89,13 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
             lesion patches (in the generator's [-1, 1] range) and its info (``sha256``,
             ``patch_size``, ``bone``, ``lesion_stats``, ``patches``, ``method``); this is
             how `copy_paste_translator` pastes real lesions with the same blending.
+        locate: on a source film without a mask of `bone`, paint only where `bone` lies in
+            such films, learned from the real lesions' films (`boneaug.patches.location`):
+            a femur lesion goes on a knee film's femur, not its tibia.
+
+    A source film that cannot be used is skipped with its reason (``skipped.csv``) and its
+    images go to other sources; the run stops (one line) only when more than half of the
+    films tried, or of the images, found nothing usable (`boneaug.data.skips`).
     """
     started = time.time()
     out_dir = Path(out_dir)
@@ -108,15 +118,13 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     if not (table["split"] != "").any():
         raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
                            "may only come from train images)")
-    bones = {bone, *negatives_from}
-    is_source = ((table["split"] == "train") & (table["origin"] == "real")
-                 & (table["label"] == 0) & table["bone"].isin(bones))
-    sources = table.index[is_source].tolist()
+    train_real = (table["split"] == "train") & (table["origin"] == "real")
+    sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
     if not sources:
         raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
-                           f"(bones in train: {', '.join(sorted(set(table['bone'])))})")
-    real_positives = int(((table["split"] == "train") & (table["origin"] == "real")
-                          & (table["label"] == 1) & (table["bone"] == bone)).sum())
+                           f"(bones in train: {', '.join(sorted(set(table['bone'])))}; films "
+                           "labelled by region need `boneaug bones` first)")
+    real_positives = int((train_real & positives_of(table, bone)).sum())
     n_images = _how_many(count, ratio, real_positives, bone, name)
     check_out_dir(out_dir, "synthesize")
 
@@ -125,7 +133,6 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     order = np.random.default_rng(seed).permutation(len(sources))
     per_source = np.full(len(sources), n_images // len(sources))
     per_source[: n_images % len(sources)] += 1
-    sources_used = int((per_source > 0).sum())
     jobs: list[tuple[int, int]] = []  # (image index, manifest row); a source's jobs adjacent
     for k, position in enumerate(order):
         jobs += [(len(jobs) + j, sources[position]) for j in range(per_source[k])]
@@ -136,6 +143,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
                            f"{len(clash) - 1} more) of this bone and seed; use another --seed "
                            "to add more")
     mine = [job for job in jobs if _owner(job[1], ranks) == ranks.rank]
+    locator = BoneLocator.from_stats(stats) if locate else None
 
     staging = out_dir.resolve().parent / f".{out_dir.resolve().name}.synthesize.partial"
     if ranks.rank == 0:
@@ -143,23 +151,26 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         (staging / "images").mkdir(parents=True)
     ranks.barrier()
     try:
-        rows, sheet = _paint(mine, manifest, model, torch_device, stats, context, patch_size,
-                             batch_size, feather, margin, seed, staging, bone, generator_bone,
-                             generator, info, progress and ranks.rank == 0)
-        write_json_atomic(staging / f"rows-{ranks.rank}.json", rows)
+        painter = _Painter(manifest, model, torch_device, stats, locator, bone, generator_bone,
+                           generator, info, staging, sources, Blend(context, patch_size,
+                                                                    feather, margin), seed)
+        rows, sheet = painter.paint(mine, batch_size, progress and ranks.rank == 0)
+        write_json_atomic(staging / f"rows-{ranks.rank}.json",
+                          {"rows": rows, "skipped": painter.skips.rows,
+                           "dropped": painter.dropped})
         if ranks.rank == 0 and sheet:
             _write_sheet(staging / "sheet.png", sheet)
         ranks.barrier()
         if ranks.rank == 0:
             report = _finish(staging, out_dir, manifest, ranks.world_size, bone, generator_bone,
-                             sources_used, {
+                             n_images, {
                                  "generator": str(generator), "generator_sha256": info["sha256"],
                                  "bone": bone, "count": count, "ratio": ratio, "seed": seed,
                                  "batch_size": batch_size, "feather": feather,
-                                 "margin": margin,
+                                 "margin": margin, "locate": locator is not None,
                                  "negatives_from": list(negatives_from), "context": context,
                                  "lesion_stats": stats_source, "device": str(torch_device),
-                                 "world_size": ranks.world_size,
+                                 "world_size": ranks.world_size, "sources": len(sources),
                              }, started)
         ranks.barrier()
     finally:
@@ -168,99 +179,168 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         if ranks.created:
             torch.distributed.destroy_process_group()
     if ranks.rank != 0:  # rank 0 holds the report; the others say only what they were
-        return SynthReport(None, None, None, len(mine), sources_used, generator_bone, bone,
+        return SynthReport(None, None, None, len(mine), len(sources), generator_bone, bone,
                            float("nan"))
     return report
 
 
 # --------------------------------------------------------------------------- painting
 
+FALLBACK_TRIES = 8   # other source films tried for an image whose own source failed
 
-def _paint(jobs: list[tuple[int, int]], manifest: Manifest, model: torch.nn.Module,
-           device: torch.device, stats: list[dict[str, Any]], context: float, patch_size: int,
-           batch_size: int, feather: float, margin: float, seed: int, staging: Path,
-           bone: str, generator_bone: str, generator: Path, info: dict[str, Any], progress: bool
-           ) -> tuple[list[dict[str, Any]], list[list[Image.Image]]]:
-    table = manifest.table
-    rows: list[dict[str, Any]] = []
-    sheet: list[list[Image.Image]] = []
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    bar = tqdm(total=len(jobs), desc=f"synthesize {bone}", unit="img", file=sys.stderr,
-               disable=not progress or not sys.stderr.isatty())
-    prefix = id_prefix(bone, generator_bone, seed, info.get("method", "cyclegan"))
-    for start in range(0, len(jobs), batch_size):
-        batch = jobs[start:start + batch_size]
-        sites: list[Site] = []
-        patches = []
-        # A source's jobs are adjacent: keep the last source (it may go on in this batch)
-        # and every source of this batch, so each image is read once.
-        cache = {row_id: cache[row_id] for row_id in list(cache)[-1:]}
-        for index, row_id in batch:
-            if row_id not in cache:
-                row = table.loc[row_id]
-                image = read_image(manifest.resolve(row["path"]))
-                mask, _ = bone_region(manifest, row.to_dict(), image)
-                cache[row_id] = (image, mask)
-            image, mask = cache[row_id]
-            rng = np.random.default_rng([seed, index])
+
+@dataclass(frozen=True)
+class Blend:
+    """How a site's crop is cut, translated and pasted back."""
+
+    context: float     # crop side = longest lesion side x (1 + context)
+    patch_size: int    # the generator's patch side, px
+    feather: float
+    margin: float
+
+
+class _Painter:
+    """Paints the synthetic images of one process: sites, translation, paste, files, rows.
+
+    A source film that cannot be used (unreadable, too small, no bone where the bone lies)
+    is recorded in `skips`; its images go to other sources, tried in an order fixed by
+    the seed and the image's index, so the result still does not depend on the ranks.
+    """
+
+    def __init__(self, manifest: Manifest, model: torch.nn.Module, device: torch.device,
+                 stats: list[dict[str, Any]], locator: BoneLocator | None, bone: str,
+                 generator_bone: str, generator: Path, info: dict[str, Any], staging: Path,
+                 sources: list[int], blend: Blend, seed: int) -> None:
+        self.manifest, self.model, self.device = manifest, model, device
+        self.stats, self.locator, self.bone = stats, locator, bone
+        self.generator_bone, self.generator, self.info = generator_bone, generator, info
+        self.staging, self.sources, self.blend, self.seed = staging, sources, blend, seed
+        self.method = str(info.get("method", "cyclegan"))
+        self.prefix = id_prefix(bone, generator_bone, seed, self.method)
+        self.skips = Skips("synthesize")
+        self.dropped: list[dict[str, Any]] = []   # images no source could take
+        self._films: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def film(self, row_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(image, mask of the bone) of a source film, or None when it is unusable. The
+        last film is kept: a source's images are adjacent."""
+        if row_id in self._films:
+            return self._films[row_id]
+        row = self.manifest.table.loc[row_id]
+        path = self.manifest.resolve(row["path"])
+        result: tuple[np.ndarray, np.ndarray] | None = None
+        try:
+            image = read_image(path)
+            problem = film_problem(image.shape)
+            if problem is None:
+                mask, source = bone_region(self.manifest, row.to_dict(), image, self.bone,
+                                           self.locator)
+                problem = None if mask.any() else ("no bone found" if source != "located"
+                                                   else f"no bone where {self.bone} lies in "
+                                                   "such films")
+                result = (image, mask)
+        except BoneaugError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+        if problem is not None:
+            self.skips.add(str(row["image_id"]), str(row["path"]), problem)
+            result = None
+        self._films = {row_id: result}
+        return result
+
+    def place(self, index: int, row_id: int) -> tuple[int, Site] | None:
+        """The source film and site of image `index`: its own source, else fallbacks."""
+        candidates = [row_id] + [self.sources[j] for j in np.random.default_rng(
+            [self.seed, index, 1]).permutation(len(self.sources))[:FALLBACK_TRIES]
+            if self.sources[j] != row_id]
+        for attempt, source in enumerate(candidates):
+            film = self.film(source)
+            if film is None:
+                continue
+            key = [self.seed, index] if attempt == 0 else [self.seed, index, 2, attempt]
             try:
-                site = draw_site(mask, stats, context, rng)
-            except BoneaugError as exc:
-                raise BoneaugError(f"{manifest.resolve(table.at[row_id, 'path'])}: {exc}") from None
-            x0, y0, x1, y1 = site.crop_box
-            sites.append(site)
-            patches.append(resize_square(image[y0:y1, x0:x1], patch_size))
-        translated = translate(model, np.stack(patches), device)
-        for (index, row_id), site, patch, out_patch in zip(batch, sites, patches, translated,
-                                                            strict=True):
-            image, _ = cache[row_id]
-            cx0, cy0, cx1, cy1 = site.crop_box
-            lx0, ly0, lx1, ly1 = site.lesion_box
-            mask = blend_mask(cy1 - cy0, cx1 - cx0, (lx0 - cx0, ly0 - cy0, lx1 - cx0, ly1 - cy0),
-                              margin=margin, feather=feather)
-            result = paste_change(image, site.crop_box, patch, out_patch, mask)
-            seam = seam_ratio(result, image, site.crop_box, mask)
-            source = table.loc[row_id]
-            source_path = manifest.resolve(source["path"])
-            image_id = f"{prefix}-{index:05d}"
-            if is_dicom(source_path):
-                rel = f"images/{image_id}.dcm"
-                write_synthetic_dicom(staging / rel, result, source_path,
-                                      f"Lesion synthesised at {list(site.lesion_box)} by "
-                                      f"{info.get('method', 'cyclegan')} sha256 "
-                                      f"{info['sha256'][:16]}")
-            else:
-                rel = f"images/{image_id}.png"
-                write_png16(staging / rel, result)
-            provenance = {
-                "method": info.get("method", "cyclegan"),
-                "generator": str(generator), "generator_sha256": info["sha256"],
-                "generator_bone": generator_bone, "target_bone": bone,
-                "source_image_id": str(source["image_id"]), "source_path": str(source_path),
-                "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
-                "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
-                "bone_share_in_box": round(site.bone_share, 3),
-                "seed": seed, "index": index,
-                "seam_ratio": round(seam, 4) if np.isfinite(seam) else None,
-            }
-            rows.append({
-                "image_id": image_id, "path": rel,
-                "patient_id": str(source["patient_id"]), "bone": bone, "label": 1,
-                "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
-                "provenance": json.dumps(provenance, sort_keys=True),
-                "source_image_id": str(source["image_id"]), "generator_bone": generator_bone,
-                "seam_ratio": round(seam, 4) if np.isfinite(seam) else float("nan"),
-                # the source's bone mask fits the synthetic image too: a classifier that
-                # crops to the bone then crops real and synthetic images alike
-                "bone_mask_path": _beside(manifest, str(source.get("bone_mask_path", "")),
-                                          staging),
-                "_index": index,
-            })
-            if len(sheet) < 8:
-                sheet.append(_sheet_row(image, result, site))
-        bar.update(len(batch))
-    bar.close()
-    return rows, sheet
+                return source, draw_site(film[1], self.stats, self.blend.context,
+                                         np.random.default_rng(key))
+            except BoneaugError:
+                continue
+        return None
+
+    def paint(self, jobs: list[tuple[int, int]], batch_size: int, progress: bool
+              ) -> tuple[list[dict[str, Any]], list[list[Image.Image]]]:
+        rows: list[dict[str, Any]] = []
+        sheet: list[list[Image.Image]] = []
+        bar = tqdm(total=len(jobs), desc=f"synthesize {self.bone}", unit="img",
+                   file=sys.stderr, disable=not progress or not sys.stderr.isatty())
+        for start in range(0, len(jobs), batch_size):
+            placed = []
+            for index, row_id in jobs[start:start + batch_size]:
+                found = self.place(index, row_id)
+                if found is None:
+                    self.dropped.append({"index": index, "source_row": int(row_id)})
+                    continue
+                source, site = found
+                image = self.film(source)
+                assert image is not None
+                x0, y0, x1, y1 = site.crop_box
+                placed.append((index, source, site, image[0],
+                               resize_square(image[0][y0:y1, x0:x1], self.blend.patch_size)))
+            if placed:
+                translated = translate(self.model, np.stack([p[4] for p in placed]),
+                                       self.device)
+                for (index, source, site, image, patch), out_patch in zip(
+                        placed, translated, strict=True):
+                    result, row = self.write(index, source, site, image, patch, out_patch)
+                    rows.append(row)
+                    if len(sheet) < 8:
+                        sheet.append(_sheet_row(image, result, site))
+            bar.update(len(jobs[start:start + batch_size]))
+        bar.close()
+        return rows, sheet
+
+    def write(self, index: int, row_id: int, site: Site, image: np.ndarray, patch: np.ndarray,
+              out_patch: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Paste one translated patch, write the image; its manifest row."""
+        cx0, cy0, cx1, cy1 = site.crop_box
+        lx0, ly0, lx1, ly1 = site.lesion_box
+        mask = blend_mask(cy1 - cy0, cx1 - cx0, (lx0 - cx0, ly0 - cy0, lx1 - cx0, ly1 - cy0),
+                          margin=self.blend.margin, feather=self.blend.feather)
+        result = paste_change(image, site.crop_box, patch, out_patch, mask)
+        seam = seam_ratio(result, image, site.crop_box, mask)
+        source = self.manifest.table.loc[row_id]
+        source_path = self.manifest.resolve(source["path"])
+        image_id = f"{self.prefix}-{index:05d}"
+        sha = self.info["sha256"]
+        if is_dicom(source_path):
+            rel = f"images/{image_id}.dcm"
+            write_synthetic_dicom(self.staging / rel, result, source_path,
+                                  f"Lesion synthesised at {list(site.lesion_box)} by "
+                                  f"{self.method} sha256 {sha[:16]}")
+        else:
+            rel = f"images/{image_id}.png"
+            write_png16(self.staging / rel, result)
+        seam_value = round(seam, 4) if np.isfinite(seam) else None
+        provenance = {
+            "method": self.method, "generator": str(self.generator), "generator_sha256": sha,
+            "generator_bone": self.generator_bone, "target_bone": self.bone,
+            "source_image_id": str(source["image_id"]), "source_path": str(source_path),
+            "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
+            "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
+            "bone_share_in_box": round(site.bone_share, 3), "seed": self.seed,
+            "index": index, "seam_ratio": seam_value,
+        }
+        row = {
+            "image_id": image_id, "path": rel,
+            "patient_id": str(source["patient_id"]), "bone": self.bone, "label": 1,
+            "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
+            "provenance": json.dumps(provenance, sort_keys=True),
+            "source_image_id": str(source["image_id"]), "generator_bone": self.generator_bone,
+            "seam_ratio": seam_value if seam_value is not None else float("nan"),
+            # the source's bone mask fits the synthetic image too: a classifier that
+            # crops to the bone then crops real and synthetic images alike
+            "bone_mask_path": _beside(self.manifest, str(source.get("bone_mask_path", "")),
+                                      self.staging),
+            "_index": index,
+        }
+        return result, row
 
 
 @torch.no_grad()
@@ -334,13 +414,31 @@ def _stats(info: dict[str, Any], generator: Path, override: str | Path | None
 
 
 def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, bone: str,
-            generator_bone: str, n_sources: int, config: dict[str, Any], started: float
+            generator_bone: str, wanted: int, config: dict[str, Any], started: float
             ) -> SynthReport:
     rows: list[dict[str, Any]] = []
+    skips = Skips("synthesize")
+    dropped: list[dict[str, Any]] = []
     for rank in range(world_size):
-        rows += json.loads((staging / f"rows-{rank}.json").read_text(encoding="utf-8"))
+        part = json.loads((staging / f"rows-{rank}.json").read_text(encoding="utf-8"))
         (staging / f"rows-{rank}.json").unlink()
+        rows += part["rows"]
+        dropped += part["dropped"]
+        for skip in part["skipped"]:
+            skips.add(skip["image_id"], skip["path"], skip["reason"])
     rows.sort(key=lambda r: r.pop("_index"))
+    skips.rows.sort(key=lambda r: r["image_id"])  # the same file whatever the ranks
+    used = {r["source_image_id"] for r in rows}
+    skips.check(len(used) + len(skips), f"source films of {bone} tried")
+    if len(dropped) > MAX_SKIPPED_SHARE * wanted:
+        raise BoneaugError(f"synthesize: {len(dropped)} of {wanted} synthetic {bone} images "
+                           f"found no usable source film (more than {MAX_SKIPPED_SHARE:.0%}); "
+                           + (skips.summary() or "no lesion site fitted on their bone"))
+    warnings = [skips.summary()] if len(skips) else []
+    if dropped:
+        warnings.append(f"{len(dropped)} of {wanted} images found no usable source film; "
+                        f"{len(rows)} made")
+    skips.write(staging)
     staging = staging.resolve()
     synthetic = Manifest(new_table(rows), root=staging)
     save_manifest(synthetic, staging / "synthetic.csv")  # paths now relative: images/...
@@ -355,14 +453,16 @@ def _finish(staging: Path, out_dir: Path, manifest: Manifest, world_size: int, b
     save_manifest(Manifest(combined, root=staging), staging / "augmented.csv")
     seams = [r["seam_ratio"] for r in rows if np.isfinite(r["seam_ratio"])] or [float("nan")]
     write_run_json(staging, "synthesize", config, config["seed"], started,
-                   extra={"images": len(rows), "generator_bone": generator_bone,
+                   extra={"images": len(rows), "sources_used": len(used),
+                          "skipped_films": len(skips), "dropped_images": len(dropped),
+                          "generator_bone": generator_bone,
                           "target_bone": bone, "seam_ratio_median": float(np.median(seams)),
                           "seam_ratio_p90": float(np.percentile(seams, 90))})
     if out_dir.exists():
         shutil.rmtree(out_dir)  # check_out_dir made sure it is empty or our own
     os.replace(staging, out_dir)
     return SynthReport(out_dir, out_dir / "synthetic.csv", out_dir / "augmented.csv", len(rows),
-                       n_sources, generator_bone, bone, float(np.median(seams)))
+                       len(used), generator_bone, bone, float(np.median(seams)), warnings)
 
 
 SHEET_SIDE = 192

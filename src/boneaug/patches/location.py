@@ -1,0 +1,118 @@
+"""Where bone B lies in a film that has no mask of B: near where B's real lesions sit in
+the most similar films of B.
+
+A joint film shows several bones (a knee film: femur, tibia, fibula, patella), and the
+estimated bone region (`region.estimate_bone_region`) is all of them. Without a mask of B,
+boneaug places B by example: every real lesion of B in the train split is remembered with
+a thumbnail of its film and its centre relative to the film (``lesion_stats.json``). For a
+new film, the `k` most similar thumbnails (a film or its mirror image: left and right
+limbs) vote with their lesion centres; the votes, smoothed by a Gaussian of `bandwidth`
+(relative to the film's sides), form a prior map, and B's region is the estimated bone
+region where the prior reaches `support` of its peak. On a knee film, the femur's lesions
+of femur-centred knee films vote for the distal femur, not for the tibia below it.
+
+Thumbnails are `THUMB` x `THUMB` (the film squeezed to a square: only coarse layout
+matters), compared after subtracting their mean and dividing by their spread, so that
+exposure does not decide similarity.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from boneaug.patches.crop import resize_to
+
+THUMB = 24
+
+
+def film_thumbnail(image: np.ndarray) -> np.ndarray:
+    """A `(THUMB, THUMB)` uint8 thumbnail of a `(H, W)` film in [0, 1]."""
+    small = resize_to(np.asarray(image, np.float32), THUMB, THUMB)
+    return np.round(np.clip(small, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def encode_thumbnail(thumb: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(thumb, np.uint8).tobytes()).decode("ascii")
+
+
+def decode_thumbnail(text: str) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(text.encode("ascii")), np.uint8)
+    if raw.size != THUMB * THUMB:
+        raise ValueError(f"a thumbnail has {THUMB * THUMB} values, got {raw.size}")
+    return raw.reshape(THUMB, THUMB)
+
+
+def _standard(thumbs: np.ndarray) -> np.ndarray:
+    x = thumbs.astype(np.float32).reshape(len(thumbs), -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(x.std(axis=1, keepdims=True), 1e-3)
+
+
+@dataclass
+class BoneLocator:
+    """B's real lesion films (thumbnails) and where their lesions sit; see the module doc.
+
+    `thumbs` `(N, THUMB, THUMB)` uint8; `centres` `(N, 2)` lesion centres as (x, y)
+    fractions of the film's width and height.
+    """
+
+    thumbs: np.ndarray
+    centres: np.ndarray
+    k: int = 5
+    bandwidth: float = 0.08
+    support: float = 0.2
+
+    def __post_init__(self) -> None:
+        self._refs = _standard(self.thumbs)
+        self._refs_flipped = _standard(self.thumbs[:, :, ::-1])
+
+    @classmethod
+    def from_stats(cls, stats: list[dict[str, Any]], **settings: Any) -> BoneLocator | None:
+        """A locator from lesion-statistics entries that carry ``thumb`` and
+        ``centre_rel``; None when none does (statistics written before they were kept)."""
+        thumbs, centres = [], []
+        for entry in stats:
+            centre, thumb = entry.get("centre_rel"), entry.get("thumb")
+            if not (isinstance(thumb, str) and isinstance(centre, list) and len(centre) == 2):
+                continue
+            try:
+                thumbs.append(decode_thumbnail(thumb))
+            except ValueError:
+                continue
+            centres.append([float(centre[0]), float(centre[1])])
+        if not thumbs:
+            return None
+        return cls(np.stack(thumbs), np.asarray(centres, np.float32), **settings)
+
+    def votes(self, image: np.ndarray) -> np.ndarray:
+        """The `(k, 2)` lesion centres (relative x, y) of the films most like `image`."""
+        own = _standard(film_thumbnail(image)[None])[0]
+        direct = ((self._refs - own) ** 2).mean(axis=1)
+        flipped = ((self._refs_flipped - own) ** 2).mean(axis=1)
+        mirror = flipped < direct
+        distance = np.where(mirror, flipped, direct)
+        nearest = np.argsort(distance, kind="stable")[: min(self.k, len(distance))]
+        centres = self.centres[nearest].copy()
+        centres[mirror[nearest], 0] = 1.0 - centres[mirror[nearest], 0]
+        return centres
+
+    def prior(self, image: np.ndarray) -> np.ndarray:
+        """The prior map `(H, W)` in [0, 1] (1 at its peak) of where B is in `image`."""
+        height, width = image.shape
+        xs = (np.arange(width, dtype=np.float32) + 0.5) / width
+        ys = (np.arange(height, dtype=np.float32) + 0.5) / height
+        total = np.zeros((height, width), np.float32)
+        scale = 2.0 * self.bandwidth ** 2
+        for cx, cy in self.votes(image):
+            total += np.outer(np.exp(-((ys - cy) ** 2) / scale),
+                              np.exp(-((xs - cx) ** 2) / scale))
+        peak = float(total.max())
+        return total / peak if peak > 0 else total
+
+    def restrict(self, image: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """`region` (bool `(H, W)`) where the prior reaches `support`; may be empty."""
+        return region & (self.prior(image) >= self.support)
