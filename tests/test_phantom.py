@@ -221,3 +221,45 @@ def test_bad_config_is_one_line_error(tmp_path, change, message):
     with pytest.raises(BoneaugError, match=message):
         make_phantom(tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
+
+
+# Digests of single-mode films rendered before the mixed mode existed (same on the
+# original code and now): `films="single"` must stay pixel-identical, since the demo and
+# the benchmark are calibrated on it. Quantised to 16 bits, as the PNGs are written.
+SINGLE_MODE_DIGESTS = {
+    ("femur", 0): "7a37bd66c3fb8f1e", ("femur", 1): "934c86da33132bec",
+    ("femur", "plain"): "ac60b10cfc117da3",
+    ("tibia", 0): "d0d59a5d68abc20e", ("tibia", 1): "56052e6b661fceab",
+    ("tibia", "plain"): "69806aced586e087",
+    ("humerus", 0): "b477815565ff48a1", ("humerus", 1): "3739e646917b5b2a",
+    ("humerus", "plain"): "2124f465e89a7f31",
+}
+
+
+def _digest(out) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.round(out.image * 65535).astype("<u2").tobytes())
+    h.update(np.packbits(out.bone_mask).tobytes())
+    h.update(np.packbits(out.lesion_mask).tobytes())
+    h.update(repr(out.boxes).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("bone", PHANTOM_BONES)
+def test_single_mode_is_pixel_identical_to_before(bone):
+    for label in (0, 1):
+        out = render_radiograph(bone, bool(label), 48, 0.5, image_rng(7, bone, label, 0))
+        assert _digest(out) == SINGLE_MODE_DIGESTS[(bone, label)], (bone, label)
+    plain = render_radiograph(bone, True, 40, 0.0, image_rng(7, bone, 1, 1), False)
+    assert _digest(plain) == SINGLE_MODE_DIGESTS[(bone, "plain")], bone
+
+
+def test_single_mode_refuses_mixed_only_options(tmp_path):
+    for change in ({"confound": 0.5}, {"awkward": 2}):
+        with pytest.raises(BoneaugError, match="need --films mixed"):
+            make_phantom(tmp_path / "out", PhantomConfig(normal=1, lesion=1, size=40, **change))
+    with pytest.raises(BoneaugError, match="--films 'multi'"):
+        make_phantom(tmp_path / "out", PhantomConfig(normal=1, size=40, films="multi"))
+    assert not (tmp_path / "out").exists()

@@ -37,15 +37,37 @@ def phantom(
     size: int = typer.Option(256, min=32, max=4096, help="Image side in pixels"),
     difficulty: float = typer.Option(0.5, min=0.0, max=1.0, help="0 obvious .. 1 subtle"),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same images"),
-    distractors: bool = typer.Option(True, help="Collimation edges and side-marker letters"),
+    distractors: bool = typer.Option(True, help="Collimation edges and side-marker letters "
+                                     "(and burned-in text on mixed films)"),
+    films: str = typer.Option("single", help="single: one long bone per film (the benchmark); "
+                              "mixed: joint and multi-bone films, views, centres, ages and "
+                              "region labels like real data; --normal then counts normals of "
+                              "each bone's limb region"),
+    labelled_normals: float = typer.Option(0.2, help="Mixed: share of normal films that name "
+                                           "their main bone (the rest: their region only)"),
+    confound: float = typer.Option(0.0, help="Mixed: chance that a film's centre, age and view "
+                                   "follow its label's profile (0 = independent of the label)"),
+    awkward: int = typer.Option(0, help="Mixed: awkward normal films per limb region (blank, "
+                                "marks and text only, inverted, in turn)"),
+    layout: str = typer.Option("boneaug", help="boneaug: 16-bit PNGs, masks and manifest.csv; "
+                               "btxrd: the BTXRD folder layout (JPEGs, LabelMe, dataset.csv) "
+                               "with truth.csv and truth_masks/ (needs --films mixed)"),
 ) -> None:
     """Render phantom radiographs of long bones with exact ground truth."""
     from boneaug.data.phantom import PhantomConfig, make_phantom
 
     config = PhantomConfig(bones=_bones(bones), normal=normal, lesion=lesion, size=size,
-                           difficulty=difficulty, seed=seed, distractors=distractors)
-    manifest_path = make_phantom(out, config)
-    typer.echo(f"wrote {manifest_path}")
+                           difficulty=difficulty, seed=seed, distractors=distractors,
+                           films=films, labelled_normals=labelled_normals, confound=confound,
+                           awkward=awkward)
+    if layout == "btxrd":
+        from boneaug.data.phantom_btxrd import export_btxrd
+
+        typer.echo(f"wrote {export_btxrd(out, config)}")
+    elif layout == "boneaug":
+        typer.echo(f"wrote {make_phantom(out, config)}")
+    else:
+        raise BoneaugError(f"phantom: --layout {layout!r} must be boneaug or btxrd")
 
 
 @app.command()
@@ -102,6 +124,44 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
 
     # Unreadable images are counted by stats rather than stopping it.
     typer.echo(describe_manifest(load_manifest(manifest, check_images=False)))
+
+
+@app.command()
+def bones(
+    manifest: Path = typer.Argument(..., help="manifest.csv whose films labelled by region "
+                                    "(or 'unknown') need a bone"),
+    out: Path = typer.Option(None, "--out", help="Manifest to write (default: "
+                             "<manifest folder>/<name>.bones.csv)"),
+    min_confidence: float = typer.Option(0.5, min=0.0, max=1.0, help="Assign a bone at this "
+                                         "score or above"),
+    size: int = typer.Option(64, min=32, help="Film side on the classifier's input, px"),
+    steps: int = typer.Option(600, min=1, help="Training steps"),
+    seed: int = typer.Option(0, min=0, help="Random seed"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Learn which bone(s) each film shows from the films whose bone is known; assign them,
+    with a confidence, to films labelled only by region or not at all."""
+    from boneaug.classify.bones import BonesConfig, assign_bones, format_bones, write_bones_sheet
+    from boneaug.data.files import write_json_atomic
+    from boneaug.data.manifest import load_manifest, save_manifest
+
+    target = out or manifest.with_name(manifest.stem + ".bones.csv")
+    if target.resolve() == manifest.resolve():
+        raise BoneaugError(f"{target}: --out is the input manifest; choose another file")
+    config = BonesConfig.from_dict({"min_confidence": min_confidence, "size": size,
+                                    "steps": steps, "seed": seed, "device": device}, "bones")
+    report = assign_bones(load_manifest(manifest, check_images=False), config)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(format_bones(report))
+    sheet = target.with_suffix(".png")
+    write_bones_sheet(report.manifest, sheet, seed=seed)
+    write_json_atomic(target.with_suffix(".json"), report.to_dict())
+    if len(report.skipped):
+        skipped = report.skipped.write(target.parent, f"{target.stem}.skipped.csv")
+        typer.echo(f"warning: {report.skipped.summary()} -> {skipped}", err=True)
+    save_manifest(report.manifest, target)
+    typer.echo(f"wrote {target}; review sheet {sheet}")
 
 
 @app.command()

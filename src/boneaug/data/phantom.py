@@ -8,7 +8,9 @@ envelope, in a random pose with random exposure, blur and detector noise, option
 with collimation edges and a lead side marker. A lesion is lucent, geographic (with or
 without a sclerotic rim), expansile or permeative, with per-bone site, size and type
 (`phantom_anatomy.LESION_SPECS`). `make_phantom` writes a whole data set and its
-manifest. See docs/phantom.md for the model and its measured statistics.
+manifest. With ``films="mixed"`` it writes instead joint and multi-bone films with views,
+centres, ages and region labels like real data (`phantom_mixedset`, which renders with
+`phantom_mixed`). See docs/phantom.md for the model and its measured statistics.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +51,11 @@ from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
 
 PHANTOM_BONES = ("femur", "tibia", "humerus")
+FILM_MODES = ("single", "mixed")
 
 # Linear attenuation per canonical unit of path (soft tissue ~1); bone is ~16x denser.
-_MU_FAT, _MU_MUSCLE, _MU_BONE, _MU_LEAD = 0.75, 1.0, 16.0, 60.0
-_RHO_CORTEX, _RHO_TRABECULAR, _RHO_MARROW = 1.0, 0.17, 0.035
+MU_FAT, MU_MUSCLE, MU_BONE, MU_LEAD = 0.75, 1.0, 16.0, 60.0
+RHO_CORTEX, RHO_TRABECULAR, RHO_MARROW = 1.0, 0.17, 0.035
 
 
 @dataclass
@@ -64,7 +68,13 @@ class PhantomConfig:
     size: int = 256           # image side in pixels (square images)
     difficulty: float = 0.5   # 0 = obvious lesions, 1 = barely visible
     seed: int = 0
-    distractors: bool = True  # collimation edges and side-marker letters
+    distractors: bool = True  # collimation edges, side markers (and text, mixed films)
+    # "single": one long bone per film (the benchmark); "mixed": joint and multi-bone
+    # films with views, centres, ages and region labels like real data (docs/phantom.md).
+    films: str = "single"
+    labelled_normals: float = 0.2  # mixed: share of normals that name their main bone
+    confound: float = 0.0     # mixed: chance that metadata follow the label's profile
+    awkward: int = 0          # mixed: blank, marks-only and inverted films per region
     extra: dict = field(default_factory=dict)
 
 
@@ -122,17 +132,17 @@ def render_radiograph(bone: str, with_lesion: bool, size: int, difficulty: float
     u, v = pose.to_bone(x, y)
     u, v = u.astype(np.float32), v.astype(np.float32)
     density, bone_mask = _bone_density(anatomy, u, v, trabecular, lesion)
-    attenuation = _MU_BONE * density + _soft_tissue(anatomy, u, v, soft_texture)
+    attenuation = MU_BONE * density + _soft_tissue(anatomy, u, v, soft_texture)
 
     plan = _distractor_plan(anatomy, pose, size, distractor_rng) if distractors else None
     if plan is not None and plan.marker is not None:
         row, col, patch = plan.marker
-        attenuation[row:row + patch.shape[0], col:col + patch.shape[1]] += _MU_LEAD * 0.02 * patch
+        attenuation[row:row + patch.shape[0], col:col + patch.shape[1]] += MU_LEAD * 0.02 * patch
 
     image = _expose(attenuation, px, detector_rng)
     field_mask = np.ones((size, size), bool)
     if plan is not None:
-        image, field_mask = _collimate(image, plan, detector_rng)
+        image, field_mask = collimate(image, plan.field, plan.outside, detector_rng)
     bone_mask &= field_mask
 
     lesion_mask = np.zeros((size, size), bool)
@@ -161,23 +171,23 @@ def _bone_density(anatomy: Anatomy, u: np.ndarray, v: np.ndarray, trabecular: np
     mask = outer > 0
     # Trabeculae: a network of thin struts, drawn as the zero crossings of band-pass noise.
     struts = np.exp(-((trabecular / 0.55) ** 2))
-    spongy = _RHO_TRABECULAR * (0.25 + 1.3 * struts)
+    spongy = RHO_TRABECULAR * (0.25 + 1.3 * struts)
     at_end = 1.0 / (1.0 + np.exp((u - anatomy.trabecular_until) / 0.05))
-    interior = _RHO_MARROW + at_end * spongy + (1 - at_end) * 0.15 * spongy
-    cortex = _RHO_CORTEX * (outer - inner)
+    interior = RHO_MARROW + at_end * spongy + (1 - at_end) * 0.15 * spongy
+    cortex = RHO_CORTEX * (outer - inner)
     if lesion is not None:
         _, rim, lysis = lesion_fields(lesion, u, v)
         rim = rim * mask
         # A lytic lesion replaces bone by soft tissue: trabeculae and part of the cortex
         # go; a sclerotic rim is reactive bone just outside its margin.
-        interior = interior * (1.0 - lysis) + lysis * _RHO_MARROW * 0.5
+        interior = interior * (1.0 - lysis) + lysis * RHO_MARROW * 0.5
         cortex = cortex * (1.0 - lesion.cortex_loss * lysis)
-        interior = interior + rim * _RHO_TRABECULAR * 1.2
+        interior = interior + rim * RHO_TRABECULAR * 1.2
     density = cortex + inner * interior
     if anatomy.context:
         c_outer, c_inner = union_chords(anatomy.context, u, v)
         # Neighbouring bones superimpose on the imaged one, as in any projection.
-        density = density + _RHO_CORTEX * (c_outer - c_inner) + c_inner * (_RHO_MARROW + spongy)
+        density = density + RHO_CORTEX * (c_outer - c_inner) + c_inner * (RHO_MARROW + spongy)
     return density.astype(np.float32), mask
 
 
@@ -188,7 +198,7 @@ def _soft_tissue(anatomy: Anatomy, u: np.ndarray, v: np.ndarray,
     dv2 = (v - anatomy.soft_shift) ** 2
     envelope = 1.6 * np.sqrt(np.maximum(radius**2 - dv2, 0.0))
     muscle = 1.6 * np.sqrt(np.maximum((radius - anatomy.fat) ** 2 - dv2, 0.0))
-    soft = _MU_FAT * envelope + (_MU_MUSCLE - _MU_FAT) * muscle * (1.0 + 0.08 * texture)
+    soft = MU_FAT * envelope + (MU_MUSCLE - MU_FAT) * muscle * (1.0 + 0.08 * texture)
     if anatomy.torso is not None:
         torso, _ = anatomy.torso.chords(u, v)
         soft = np.maximum(soft, 0.8 * torso)
@@ -256,11 +266,11 @@ def _distractor_plan(anatomy: Anatomy, pose: Pose, size: int,
                     spots.append((int(cy), int(cx)))
         if spots:
             row, col = spots[int(rng.integers(len(spots)))]
-            marker = (row, col, _marker_patch(letter, m, bool(rng.random() < 0.5)))
+            marker = (row, col, marker_patch(letter, m, bool(rng.random() < 0.5)))
     return _DistractorPlan((bounds[0], bounds[1], bounds[2], bounds[3]), outside, marker)
 
 
-def _marker_patch(letter: str, m: int, framed: bool) -> np.ndarray:
+def marker_patch(letter: str, m: int, framed: bool) -> np.ndarray:
     """A lead letter ``L`` or ``R`` drawn with strokes, ``(m, m)`` float32 in [0, 1]."""
     canvas = Image.new("L", (m, m), 0)
     draw = ImageDraw.Draw(canvas)
@@ -278,16 +288,17 @@ def _marker_patch(letter: str, m: int, framed: bool) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
-def _collimate(image: np.ndarray, plan: _DistractorPlan,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Blank the image outside the collimated field (soft penumbra); the field mask."""
+def collimate(image: np.ndarray, field: tuple[float, float, float, float], outside: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Blank the image outside the collimated `field` (x0, y0, x1, y1 in pixels, soft
+    penumbra) to the grey level `outside`; the image and the field mask."""
     size = image.shape[0]
     centres = np.arange(size, dtype=np.float32) + 0.5
-    x0, y0, x1, y1 = plan.field
+    x0, y0, x1, y1 = field
     fx = np.clip(centres - x0 + 0.5, 0, 1) * np.clip(x1 - centres + 0.5, 0, 1)
     fy = np.clip(centres - y0 + 0.5, 0, 1) * np.clip(y1 - centres + 0.5, 0, 1)
     inside = ndimage.gaussian_filter(fy[:, None] * fx[None, :], sigma=0.8 * size / 256.0)
-    level = plan.outside + 0.01 * rng.standard_normal(image.shape, dtype=np.float32)
+    level = outside + 0.01 * rng.standard_normal(image.shape, dtype=np.float32)
     out = inside * image + (1.0 - inside) * level
     return np.clip(out, 0.0, 1.0).astype(np.float32), inside > 0.5
 
@@ -317,7 +328,22 @@ def validate_config(config: PhantomConfig) -> None:
         raise BoneaugError(f"phantom: bone listed twice in {','.join(config.bones)}")
     if config.normal < 0 or config.lesion < 0:
         raise BoneaugError("phantom: --normal and --lesion must be 0 or more")
-    if config.normal + config.lesion == 0:
+    if config.films not in FILM_MODES:
+        raise BoneaugError(f"phantom: --films {config.films!r} must be one of "
+                           f"{', '.join(FILM_MODES)}")
+    for name in ("labelled_normals", "confound"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0.0 <= value <= 1.0):
+            raise BoneaugError(f"phantom: --{name.replace('_', '-')} {value!r} must be a "
+                               "number within [0, 1]")
+    if isinstance(config.awkward, bool) or not isinstance(config.awkward, int) or (
+            config.awkward < 0):
+        raise BoneaugError(f"phantom: --awkward {config.awkward!r} must be a whole number, "
+                           "0 or more")
+    if config.films == "single" and (config.confound > 0 or config.awkward > 0):
+        raise BoneaugError("phantom: --confound and --awkward need --films mixed")
+    if config.normal + config.lesion + (config.awkward if config.films == "mixed" else 0) == 0:
         raise BoneaugError("phantom: nothing to render (--normal 0 --lesion 0)")
     if not 32 <= config.size <= 4096:
         raise BoneaugError(f"phantom: --size {config.size} must be within 32..4096 pixels")
@@ -327,7 +353,10 @@ def validate_config(config: PhantomConfig) -> None:
         raise BoneaugError(f"phantom: --seed {config.seed} must be 0 or more")
 
 
-_OUTPUTS = ("images", "masks", "manifest.csv", "sheet.png", "run.json")
+# Everything a phantom folder can hold, in either layout; run.json last, so that the
+# folder is recognised as ours again only when it is complete.
+_OUTPUTS = ("images", "masks", "manifest.csv", "sheet.png", "Annotations", "dataset.csv",
+            "truth.csv", "truth_masks", "run.json")
 
 
 def make_phantom(out_dir: str | Path, config: PhantomConfig) -> Path:
@@ -335,38 +364,57 @@ def make_phantom(out_dir: str | Path, config: PhantomConfig) -> Path:
 
     Writes ``images/<id>.png`` (16-bit), ``masks/<id>_bone.png`` and, for lesion images,
     ``masks/<id>_lesion.png`` (8-bit, 0/255), ``manifest.csv``, ``sheet.png`` (a contact
-    sheet) and ``run.json``. Everything is rendered into a staging folder beside
-    `out_dir` and moved in at the end, so a failure leaves `out_dir` as it was; an
+    sheet) and ``run.json`` (mixed films: one mask per visible bone instead of
+    ``_bone.png``, see `phantom_mixedset`). Everything is rendered into a staging folder
+    beside `out_dir` and moved in at the end, so a failure leaves `out_dir` as it was; an
     earlier phantom in `out_dir` is replaced without leaving stale files.
     """
     started = time.time()
     validate_config(config)
-    out_dir = Path(out_dir)
+
+    def fill(staging: Path) -> None:
+        if config.films == "mixed":
+            from boneaug.data.phantom_mixedset import render_mixed_set
+
+            rows, extra = render_mixed_set(staging, config)
+        else:
+            rows, stats = _render_set(staging, config)
+            extra = {"lesion_box_side": stats}
+        table = new_table(rows)
+        save_manifest(Manifest(table, root=staging.resolve()), staging / "manifest.csv")
+        write_run_json(staging, "phantom", config_dict(config), config.seed, started,
+                       extra={"images": len(rows), **extra})
+
+    write_staged(Path(out_dir), fill)
+    return Path(out_dir) / "manifest.csv"
+
+
+def write_staged(out_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Let `fill` write a phantom folder into a staging folder beside `out_dir`, then
+    replace `out_dir`'s phantom outputs by it (`out_dir` must be new, empty or an
+    earlier phantom; a failure leaves it as it was)."""
     check_out_dir(out_dir, "phantom")
     parent = out_dir.resolve().parent  # resolved: `--out .` must stage beside, not inside
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.resolve().name}.phantom-", dir=parent))
     try:
-        rows, stats = _render_set(staging, config)
-        table = new_table(rows)
-        save_manifest(Manifest(table, root=staging.resolve()), staging / "manifest.csv")
-        write_run_json(staging, "phantom", _config_dict(config), config.seed, started,
-                       extra={"images": len(rows), "lesion_box_side": stats})
+        fill(staging)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in _OUTPUTS:  # run.json last: the folder is ours again only when complete
+        for name in _OUTPUTS:
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
         for name in _OUTPUTS:
-            os.replace(staging / name, out_dir / name)
+            if (staging / name).exists():
+                os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir / "manifest.csv"
 
 
-def _config_dict(config: PhantomConfig) -> dict:
+def config_dict(config: PhantomConfig) -> dict:
+    """The config as plain JSON-able data (for run.json)."""
     data = dataclasses.asdict(config)
     data["bones"] = list(config.bones)
     return data
@@ -391,11 +439,11 @@ def _render_set(root: Path, config: PhantomConfig) -> tuple[list[dict], dict]:
                                      image_rng(config.seed, bone, label, index),
                                      config.distractors)
         write_png16(root / "images" / f"{image_id}.png", rendered.image)
-        _write_mask(root / "masks" / f"{image_id}_bone.png", rendered.bone_mask)
+        write_mask(root / "masks" / f"{image_id}_bone.png", rendered.bone_mask)
         mask_path = ""
         if label:
             mask_path = f"masks/{image_id}_lesion.png"
-            _write_mask(root / mask_path, rendered.lesion_mask)
+            write_mask(root / mask_path, rendered.lesion_mask)
             for x0, y0, x1, y1 in rendered.boxes:
                 sides[bone].append(math.sqrt((x1 - x0) * (y1 - y0)) / config.size)
         rows.append({
@@ -409,17 +457,17 @@ def _render_set(root: Path, config: PhantomConfig) -> tuple[list[dict], dict]:
         if len(group) < 4:
             group.append(rendered)
     _write_sheet(root / "sheet.png", config.bones, sheet)
-    stats = {bone: _quantiles(values) for bone, values in sides.items() if values}
+    stats = {bone: quantiles(values) for bone, values in sides.items() if values}
     return rows, stats
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def quantiles(values: list[float]) -> dict[str, float]:
     q10, q50, q90 = np.quantile(np.asarray(values), [0.1, 0.5, 0.9])
     return {"n": len(values), "p10": round(float(q10), 4), "median": round(float(q50), 4),
             "p90": round(float(q90), 4)}
 
 
-def _write_mask(path: Path, mask: np.ndarray) -> None:
+def write_mask(path: Path, mask: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
 
@@ -450,5 +498,5 @@ def _write_sheet(path: Path, bones: tuple[str, ...],
         sheet.save(tmp, format="PNG")
 
 
-__all__ = ["PHANTOM_BONES", "PhantomConfig", "PhantomImage", "image_rng", "make_phantom",
-           "render_radiograph", "validate_config"]
+__all__ = ["FILM_MODES", "PHANTOM_BONES", "PhantomConfig", "PhantomImage", "image_rng",
+           "make_phantom", "render_radiograph", "validate_config"]

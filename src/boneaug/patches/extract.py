@@ -146,7 +146,7 @@ def extract_patches(
             continue
         if kind == "lesion":
             region, region_source = bone_region(manifest, row, image, bone)
-            thumb = encode_thumbnail(film_thumbnail(image))
+            thumb = encode_thumbnail(film_thumbnail(image, blank=row["boxes"]))
             for box in row["boxes"]:
                 lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source,
                                                  thumb))

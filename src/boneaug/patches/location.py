@@ -6,14 +6,16 @@ estimated bone region (`region.estimate_bone_region`) is all of them. Without a 
 boneaug places B by example: every real lesion of B in the train split is remembered with
 a thumbnail of its film and its centre relative to the film (``lesion_stats.json``). For a
 new film, the `k` most similar thumbnails (a film or its mirror image: left and right
-limbs) vote with their lesion centres; the votes, smoothed by a Gaussian of `bandwidth`
-(relative to the film's sides), form a prior map, and B's region is the estimated bone
+limbs) vote with their lesion centres, each weighted by how close it is compared with the
+nearest; the votes, smoothed by a Gaussian of `bandwidth` (relative to the film's sides),
+form a prior map, and B's region is the estimated bone
 region where the prior reaches `support` of its peak. On a knee film, the femur's lesions
 of femur-centred knee films vote for the distal femur, not for the tibia below it.
 
 Thumbnails are `THUMB` x `THUMB` (the film squeezed to a square: only coarse layout
-matters), compared after subtracting their mean and dividing by their spread, so that
-exposure does not decide similarity.
+matters), with the lesions of lesion films blanked (filled from around them: a film is
+alike by its anatomy, not by its lesion), compared after subtracting their mean and
+dividing by their spread, so that exposure does not decide similarity.
 """
 
 from __future__ import annotations
@@ -27,11 +29,31 @@ import numpy as np
 from boneaug.patches.crop import resize_to
 
 THUMB = 24
+SHIFT = 2   # thumbnail pixels a film may be framed off its look-alike
 
 
-def film_thumbnail(image: np.ndarray) -> np.ndarray:
-    """A `(THUMB, THUMB)` uint8 thumbnail of a `(H, W)` film in [0, 1]."""
-    small = resize_to(np.asarray(image, np.float32), THUMB, THUMB)
+def film_thumbnail(image: np.ndarray, blank: list[list[float]] | None = None) -> np.ndarray:
+    """A `(THUMB, THUMB)` uint8 thumbnail of a `(H, W)` film in [0, 1].
+
+    `blank`: lesion boxes ``[x0, y0, x1, y1]`` to fill with the median of a ring around
+    them first, so that a lesion film is compared with normal films by its anatomy, not
+    by its lesion.
+    """
+    image = np.asarray(image, np.float32)
+    if blank:
+        image = image.copy()
+        height, width = image.shape
+        for x0, y0, x1, y1 in blank:
+            bx0, by0 = max(int(x0), 0), max(int(y0), 0)
+            bx1, by1 = min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)
+            pad = max(2, int(0.5 * max(bx1 - bx0, by1 - by0)))
+            rx0, ry0 = max(bx0 - pad, 0), max(by0 - pad, 0)
+            rx1, ry1 = min(bx1 + pad, width), min(by1 + pad, height)
+            ring = image[ry0:ry1, rx0:rx1].copy()
+            ring[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = np.nan
+            if np.isfinite(ring).any():
+                image[by0:by1, bx0:bx1] = float(np.nanmedian(ring))
+    small = resize_to(image, THUMB, THUMB)
     return np.round(np.clip(small, 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -64,11 +86,11 @@ class BoneLocator:
     centres: np.ndarray
     k: int = 5
     bandwidth: float = 0.08
-    support: float = 0.2
+    support: float = 0.3
 
     def __post_init__(self) -> None:
-        self._refs = _standard(self.thumbs)
-        self._refs_flipped = _standard(self.thumbs[:, :, ::-1])
+        self._refs = _standard(self.thumbs).reshape(-1, THUMB, THUMB)
+        self._refs_flipped = self._refs[:, :, ::-1]
 
     @classmethod
     def from_stats(cls, stats: list[dict[str, Any]], **settings: Any) -> BoneLocator | None:
@@ -88,17 +110,38 @@ class BoneLocator:
             return None
         return cls(np.stack(thumbs), np.asarray(centres, np.float32), **settings)
 
-    def votes(self, image: np.ndarray) -> np.ndarray:
-        """The `(k, 2)` lesion centres (relative x, y) of the films most like `image`."""
-        own = _standard(film_thumbnail(image)[None])[0]
-        direct = ((self._refs - own) ** 2).mean(axis=1)
-        flipped = ((self._refs_flipped - own) ** 2).mean(axis=1)
-        mirror = flipped < direct
-        distance = np.where(mirror, flipped, direct)
-        nearest = np.argsort(distance, kind="stable")[: min(self.k, len(distance))]
+    def votes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lesion centres `(k, 2)` (relative x, y) of the films most like `image`, and
+        their weights `(k,)`: 1 for the nearest, falling with the distance beyond it (a
+        film much less alike than the nearest barely votes).
+
+        Films are compared as they are and mirrored, each shifted by up to `SHIFT` thumbnail
+        pixels (a film framed a little differently is still alike); a vote moves with the
+        shift and the mirror that matched best.
+        """
+        own = _standard(film_thumbnail(image)[None])[0].reshape(THUMB, THUMB)
+        best = np.full(len(self._refs), np.inf, np.float32)
+        moved = np.zeros((len(self._refs), 2), np.float32)
+        mirrored = np.zeros(len(self._refs), bool)
+        inner = slice(SHIFT, THUMB - SHIFT)
+        for flip, refs in ((False, self._refs), (True, self._refs_flipped)):
+            for dy in range(-SHIFT, SHIFT + 1):
+                for dx in range(-SHIFT, SHIFT + 1):
+                    # the film seen as the reference moved by (dx, dy): compare the middle
+                    shifted = refs[:, inner.start - dy:inner.stop - dy,
+                                   inner.start - dx:inner.stop - dx]
+                    distance = ((shifted - own[inner, inner]) ** 2).mean(axis=(1, 2))
+                    better = distance < best
+                    best[better] = distance[better]
+                    moved[better] = (dx, dy)
+                    mirrored[better] = flip
+        nearest = np.argsort(best, kind="stable")[: min(self.k, len(best))]
         centres = self.centres[nearest].copy()
-        centres[mirror[nearest], 0] = 1.0 - centres[mirror[nearest], 0]
-        return centres
+        centres[mirrored[nearest], 0] = 1.0 - centres[mirrored[nearest], 0]
+        centres += moved[nearest] / THUMB
+        closest = float(best[nearest[0]])
+        weights = np.exp(-(best[nearest] - closest) / max(closest, 0.02))
+        return centres, weights.astype(np.float32)
 
     def prior(self, image: np.ndarray) -> np.ndarray:
         """The prior map `(H, W)` in [0, 1] (1 at its peak) of where B is in `image`."""
@@ -107,9 +150,10 @@ class BoneLocator:
         ys = (np.arange(height, dtype=np.float32) + 0.5) / height
         total = np.zeros((height, width), np.float32)
         scale = 2.0 * self.bandwidth ** 2
-        for cx, cy in self.votes(image):
-            total += np.outer(np.exp(-((ys - cy) ** 2) / scale),
-                              np.exp(-((xs - cx) ** 2) / scale))
+        centres, weights = self.votes(image)
+        for (cx, cy), weight in zip(centres, weights, strict=True):
+            total += weight * np.outer(np.exp(-((ys - cy) ** 2) / scale),
+                                       np.exp(-((xs - cx) ** 2) / scale))
         peak = float(total.max())
         return total / peak if peak > 0 else total
 
