@@ -262,3 +262,27 @@ def test_a_rectangle_and_its_polygon_are_one_lesion(tmp_path: Path) -> None:
     assert mask[8, 10] == 255 and mask[30, 35] == 255 and mask[20, 22] == 0
     mask = np.asarray(Image.open(out.parent / t.at["IMG000005", "mask_path"]))
     assert 10 < int((mask > 0).sum()) < 40  # the small triangle, not the 46x36 rectangle
+
+
+def test_max_side_writes_downscaled_copies(tmp_path: Path) -> None:
+    """`--max-side`: large films are written downscaled beside the manifest, with boxes and
+    masks scaled alike; the sources are untouched."""
+    root = write_btxrd(tmp_path / "b")
+    annotation(root / "Annotations" / "IMG000003.json",
+               [rect([[8, 4], [32, 22]]), poly([[10, 6], [30, 8], [28, 20], [12, 18]])])
+    before = {p: p.read_bytes() for p in (root / "images").iterdir()}
+    out = tmp_path / "m.csv"
+    report = import_btxrd(root, out, max_side=40)  # the images are 50 x 40: scale 0.8
+    table = load_manifest(out).table.set_index("image_id")
+    row = table.loc["IMG000003"]
+    assert row["path"].startswith("m_images/") and row["source_path"] == "b/images/IMG000003.jpeg"
+    assert float(row["scale"]) == pytest.approx(0.8)
+    assert row["boxes"] == [[8.0, 4.8, 24.0, 16.0]]
+    image = Image.open(out.parent / row["path"])
+    assert image.size == (40, 32)
+    mask = np.asarray(Image.open(out.parent / row["mask_path"]))
+    assert mask.shape == (32, 40) and mask[10, 16] == 255 and mask[1, 1] == 0
+    assert any("downscaled" in w for w in report.warnings)
+    assert {p: p.read_bytes() for p in (root / "images").iterdir()} == before
+    with pytest.raises(BoneaugError, match="at least 32"):
+        import_btxrd(root, tmp_path / "n.csv", max_side=8)

@@ -90,13 +90,14 @@ def test_votes_come_from_similar_films_and_mirror() -> None:
                       + [film_thumbnail(top)] * 3)
     centres = np.array([[0.25, 0.5]] * 3 + [[0.5, 0.25]] * 3, np.float32)
     locator = BoneLocator(thumbs, centres, k=3)
-    centres, weights = locator.votes(left)
+    centres, weights, _ = locator.votes(left)
     # a bar the height of the film matches at any vertical shift: y within the 2 px allowed
     assert np.allclose(centres[:, 0], 0.25, atol=1e-6)
     assert np.allclose(centres[:, 1], 0.5, atol=2 / 24 + 1e-6)
     assert weights[0] == pytest.approx(1.0) and (weights > 0.5).all()
     # the mirror image of a left film votes for the right side
     assert np.allclose(locator.votes(right)[0][:, 0], 0.75, atol=1e-6)
+    assert locator.votes(left)[2] < 0.05  # its nearest reference is itself, up to noise
     # a film unlike the nearest ones gets little weight
     pair = BoneLocator(thumbs[[0, 3]], np.array([[0.25, 0.5], [0.5, 0.25]], np.float32), k=2)
     far = pair.votes(left)[1]
@@ -107,7 +108,12 @@ def test_votes_come_from_similar_films_and_mirror() -> None:
     assert moved[0, 1] == pytest.approx(0.25 + 2 / 24, abs=1e-6)
     prior = locator.prior(right)
     assert prior.shape == (64, 64) and prior.max() == pytest.approx(1.0)
-    assert prior[32, 48] > 0.9 and prior[32, 16] < 0.01
+    assert prior[32, 48] > 0.7 and prior[32, 16] < 0.01
+    # a film like none of the references: the bone is not located in it at all
+    odd = np.zeros((64, 64), np.float32)
+    odd[40:60, 5:60] = 1.0
+    odd[5:20, 30:34] = 1.0
+    assert locator.typical < 0.1 and not locator.prior(odd).any()
 
 
 def _share_on_femur(folder: Path, truth: dict[str, np.ndarray]) -> float:

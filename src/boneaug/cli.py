@@ -132,10 +132,10 @@ def bones(
                                     "(or 'unknown') need a bone"),
     out: Path = typer.Option(None, "--out", help="Manifest to write (default: "
                              "<manifest folder>/<name>.bones.csv)"),
-    min_confidence: float = typer.Option(0.5, min=0.0, max=1.0, help="Assign a bone at this "
+    min_confidence: float = typer.Option(0.7, min=0.0, max=1.0, help="Assign a bone at this "
                                          "score or above"),
     size: int = typer.Option(64, min=32, help="Film side on the classifier's input, px"),
-    steps: int = typer.Option(600, min=1, help="Training steps"),
+    steps: int = typer.Option(1500, min=1, help="Training steps"),
     seed: int = typer.Option(0, min=0, help="Random seed"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ) -> None:
@@ -348,11 +348,14 @@ def import_btxrd_cmd(
     out: Path = typer.Option(..., "--out", help="manifest.csv to write"),
     patients: str = typer.Option("heuristic", help="Patient grouping: heuristic (adjacent rows "
                                  "with equal centre, age, gender, site, tumour flags) or image"),
+    max_side: int = typer.Option(None, min=32, help="Write images larger than this (px, "
+                                 "longer side) downscaled beside the manifest, boxes and masks "
+                                 "scaled alike (e.g. 256 for configs/btxrd-cpu.yaml)"),
 ) -> None:
     """The BTXRD bone-tumour radiograph set (see docs/importing.md for its pitfalls)."""
     from boneaug.data.importers import import_btxrd
 
-    _report(import_btxrd(root, out, patients=patients))
+    _report(import_btxrd(root, out, patients=patients, max_side=max_side))
 
 
 @import_app.command("folder")

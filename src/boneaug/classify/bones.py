@@ -11,9 +11,11 @@ a confidence, to the films whose ``bone`` column names only a region or ``unknow
   not learned. With a split, only train and val films teach the classifier, so that
   nothing about a test film shapes the sets it is measured on.
 - **The classifier.** The whole film, aspect kept, on a `size` px square (coarse anatomy
-  is what tells a hip from a knee), through the small CNN of `boneaug.classify.model`
-  with one output per bone; one-vs-rest sigmoid scores, because a joint film can show
-  several bones. Random left-right flips (left and right limbs), shifts and contrast.
+  is what tells a hip from a knee), the lesions of lesion films blanked (the known films
+  are mostly lesion films: where a lesion sits must not be what tells a femur), through
+  the small CNN of `boneaug.classify.model` with one output per bone; one-vs-rest
+  sigmoid scores, because a joint film can show several bones. Random left-right flips
+  (left and right limbs), shifts and contrast.
 - **Held-out check.** `holdout` of the known films (whole patients, chosen by a hash of
   the patient id) are kept out of training; the top-scoring bone's accuracy on them is
   reported, so a user knows how far to trust the assignment.
@@ -45,9 +47,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from boneaug.classify.inputs import classifier_input, load_inputs
+from boneaug.classify.inputs import classifier_input, fit_square, load_inputs
 from boneaug.classify.model import SmallCNN
-from boneaug.data import BONES, Manifest
+from boneaug.data import BONES, Manifest, read_image
 from boneaug.data.files import atomic_path
 from boneaug.data.films import (
     ASSIGNED_COLUMN,
@@ -60,16 +62,17 @@ from boneaug.data.films import (
 from boneaug.data.skips import Skips
 from boneaug.distributed import Ranks, pick_device
 from boneaug.errors import BoneaugError
+from boneaug.patches.location import blank_boxes
 
 
 @dataclass
 class BonesConfig:
     """How to learn and assign the bones of films."""
 
-    min_confidence: float = 0.5   # a bone is assigned at or above this score
+    min_confidence: float = 0.7   # a bone is assigned at or above this score
     size: int = 64                # the film's side on the classifier's input, px
-    width: int = 8                # first-stage channels of the small CNN
-    steps: int = 600              # training steps (batches)
+    width: int = 16               # first-stage channels of the small CNN
+    steps: int = 1500             # training steps (batches)
     batch_size: int = 32
     lr: float = 2e-3
     holdout: float = 0.15         # share of known films (whole patients) held out to check
@@ -140,6 +143,27 @@ def known_bones(row: dict[str, Any]) -> list[str]:
     bones = [] if is_region(row.get("bone")) else [str(row["bone"])]
     bones += [b for b in split_bones(row.get("sites", "")) if b in BONES and b not in bones]
     return bones
+
+
+def _film_inputs(manifest: Manifest, rows: list, size: int, cache_dir: str | Path | None,
+                 failures: dict[Any, str]) -> np.ndarray:
+    """The classifier's inputs `(N, size, size)`: whole films, with the lesions of lesion
+    films blanked (`boneaug.patches.location.blank_boxes`). Lesion films are the known
+    films; left as they are, a lesion's place would teach "femur" as well as the anatomy,
+    and normal films have none."""
+    table = manifest.table
+    lesion_rows = [i for i in rows if table.at[i, "label"] == 1 and table.at[i, "boxes"]]
+    inputs = load_inputs(manifest, rows, size, "image", cache_dir, failures=failures)
+    position = {i: k for k, i in enumerate(rows)}
+    for i in lesion_rows:
+        path = manifest.resolve(table.at[i, "path"])
+        try:
+            image = read_image(path)
+        except BoneaugError as exc:
+            failures[i] = str(exc)
+            continue
+        inputs[position[i]] = fit_square(blank_boxes(image, table.at[i, "boxes"]), size)
+    return inputs
 
 
 def _in_holdout(patient: str, share: float) -> bool:
@@ -235,7 +259,7 @@ def assign_bones(manifest: Manifest, config: BonesConfig | None = None, *,
 
     skips = Skips("bones")
     failures: dict[Any, str] = {}
-    inputs = load_inputs(manifest, real, config.size, "image", cache_dir, failures=failures)
+    inputs = _film_inputs(manifest, real, config.size, cache_dir, failures)
     for i, reason in failures.items():
         skips.add(rows[i]["image_id"], rows[i]["path"], reason)
     skips.check(len(real), "real films")

@@ -25,13 +25,15 @@ import pandas as pd
 
 from boneaug.data.manifest import REGIONS
 
-# The limb region of a bone: a film labelled "lower_limb" is never assigned a humerus.
+# The region of a bone: a film labelled "lower_limb" is never assigned a humerus. (BTXRD's
+# importer also takes a tumour's region from here when its flags name none.)
 BONE_REGION = {
     "femur": "lower_limb", "tibia": "lower_limb", "fibula": "lower_limb", "foot": "lower_limb",
     "knee": "lower_limb", "ankle": "lower_limb", "patella": "lower_limb",
     "humerus": "upper_limb", "radius": "upper_limb", "ulna": "upper_limb", "hand": "upper_limb",
     "elbow": "upper_limb", "shoulder": "upper_limb", "wrist": "upper_limb",
     "clavicle": "upper_limb", "scapula": "upper_limb",
+    "pelvis": "pelvis", "hip": "pelvis",
 }
 
 ASSIGNED_COLUMN = "assigned_bones"

@@ -478,10 +478,69 @@ class _Page:
                               _num(None if n is None or pos is None else n - pos, 0)])
         out = ["<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
                "<h3>Data</h3>", self._data_description(),
+               "<h3>Films per bone</h3>", self._films_per_bone(),
+               "<h3>Skipped films</h3>", self._skipped_films(),
                "<h3>Test sets (real images only)</h3>",
                _table(["bone", "test images", "with lesion", "without lesion"], test_rows),
                "<h3>How to read this report</h3>", self._reading_guide(k_text)]
         return "\n".join(out)
+
+    def _films_per_bone(self) -> str:
+        """Training films per bone (stages/data.json) and, where bones were assigned to
+        films labelled by region, how (data/bones.json)."""
+        notes: dict[str, str] = {}
+        data = _read_json(self.run / "stages" / "data.json", notes, "data") or {}
+        counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+        assign = data.get("assign") if isinstance(data.get("assign"), dict) else None
+        out = []
+        if counts:
+            rows = [[_esc(b), _num(c.get("train_pos"), 0), _num(c.get("held_back"), 0),
+                     _num(c.get("train_neg"), 0)] for b, c in sorted(counts.items())
+                    if isinstance(c, dict)]
+            out.append(_table(["bone", "train lesion films kept", "held back (oracle)",
+                               "train normal films"], rows))
+        else:
+            out.append(_missing("stages/data.json with the per-bone counts"))
+        if assign is None:
+            out.append('<p class="note">No bone assignment in this run: every film\'s bone '
+                       "came from the manifest.</p>")
+            return "\n".join(out)
+        by = assign.get("counts") if isinstance(assign.get("counts"), dict) else {}
+        rows = [[_esc(b), _num(c.get("label"), 0), _num(c.get("user"), 0),
+                 _num(c.get("model"), 0)] for b, c in sorted(by.items()) if isinstance(c, dict)]
+        accuracy = _finite(assign.get("holdout_accuracy"))
+        out.append(
+            "<p>Films labelled only by region (or <code>unknown</code>) were given bones by a "
+            "film classifier learned from the films whose bone is known, at score &ge; "
+            f"{_esc(assign.get('min_confidence'))} (docs/experiment.md, \u201cWhich bone a "
+            "film shows\u201d). Held-out check: the top bone was right for "
+            f"{_percent(accuracy) if accuracy is not None else 'n/a'} of "
+            f"{_esc(assign.get('holdout_films'))} known films. Films of a region that got no "
+            f"bone: {_esc(assign.get('unassigned'))}. Review sheet: "
+            "<code>data/bones-sheet.png</code>.</p>")
+        out.append(_table(["bone", "films by label", "by the user", "by the model"], rows))
+        return "\n".join(out)
+
+    def _skipped_films(self) -> str:
+        path = self.run / "evaluation" / "skipped.csv"
+        if not path.is_file():
+            return _missing("evaluation/skipped.csv")
+        try:
+            skipped = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+                pd.errors.EmptyDataError) as exc:
+            return f'<p class="missing">{_esc(path.name)} could not be read ({_esc(exc)})</p>'
+        if skipped.empty:
+            return "<p>No film was skipped: every stage could use every film it was given.</p>"
+        per_stage = skipped.groupby("stage").size()
+        lines = [f"<p>{len(skipped)} film(s) were skipped, each by the stage that could not "
+                 "use it (" + ", ".join(f"{_esc(k)}: {int(v)}" for k, v in per_stage.items())
+                 + "); the run went on without them. All of them: "
+                 "<code>evaluation/skipped.csv</code>.</p>"]
+        rows = [[_esc(r.stage), _esc(r.image_id), _esc(r.reason)]
+                for r in skipped.head(12).itertuples()]
+        lines.append(_table(["stage", "film", "reason"], rows))
+        return "\n".join(lines)
 
     def _data_description(self) -> str:
         config = self.inputs.config

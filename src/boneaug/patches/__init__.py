@@ -12,6 +12,7 @@ from boneaug.patches.region import (
     estimate_bone_region,
     overlap_scores,
     region_bbox,
+    where_bone_lies,
 )
 from boneaug.patches.store import (
     PatchStore,
@@ -24,5 +25,5 @@ from boneaug.patches.store import (
 __all__ = [
     "PatchReport", "PatchStore", "bone_region", "crop_reflect", "estimate_bone_region",
     "extract_patches", "load_domains", "load_patch_store", "overlap_scores", "read_json_object",
-    "region_bbox", "resize_square", "resize_to", "write_patch_store",
+    "region_bbox", "resize_square", "resize_to", "where_bone_lies", "write_patch_store",
 ]

@@ -30,7 +30,7 @@ from boneaug.data.skips import Skips, film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
 from boneaug.patches.location import BoneLocator, encode_thumbnail, film_thumbnail
-from boneaug.patches.region import bone_region, region_bbox
+from boneaug.patches.region import bone_region, region_bbox, where_bone_lies
 from boneaug.patches.store import INFO_FILE, to_uint16, write_patch_store
 
 MIN_BONE_FRACTION = 0.3   # a healthy crop with less bone than this shows mostly soft tissue
@@ -158,13 +158,13 @@ def extract_patches(
             continue
         if locator is None and lesion_stats:
             locator = BoneLocator.from_stats(lesion_stats)
-        region, region_source = bone_region(manifest, row, image, bone,
-                                            locator if locate else None)
-        if not region.any():
-            skips.add(row["image_id"], row["path"], "no bone found" if region_source !=
-                      "located" else f"no bone where {bone} lies in such films")
+        region, region_source = bone_region(manifest, row, image, bone)
+        centres = where_bone_lies(image, region, region_source, locator if locate else None)
+        if not centres.any():
+            skips.add(row["image_id"], row["path"], "no bone found" if not region.any()
+                      else f"no bone where {bone} lies in films like it")
             continue
-        made = _healthy_crops(image, region, size, healthy_per_image, side_rel,
+        made = _healthy_crops(image, region, centres, size, healthy_per_image, side_rel,
                               min_bone_fraction, rng)
         if len(made) < healthy_per_image:
             warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
@@ -306,11 +306,12 @@ def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, co
     return crops
 
 
-def _healthy_crops(image: np.ndarray, region: np.ndarray, size: int, count: int,
-                   side_rel: list[float], min_bone: float,
+def _healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, size: int,
+                   count: int, side_rel: list[float], min_bone: float,
                    rng: np.random.Generator) -> list[tuple[_Crop, float]]:
-    """Up to `count` crops centred on bone pixels, each with bone fraction >= `min_bone`."""
-    ys, xs = np.nonzero(region)
+    """Up to `count` crops centred on pixels of `centres` (where the bone lies), each with
+    a share >= `min_bone` of bone (`region`)."""
+    ys, xs = np.nonzero(centres)
     if ys.size == 0:
         return []
     height, width = image.shape

@@ -214,14 +214,14 @@ def mask_column(bone: str) -> str:
     return f"{bone}_mask_path"
 
 
-def bone_region(manifest: Manifest, row: dict, image: np.ndarray, bone: str | None = None,
-                locator: BoneLocator | None = None) -> tuple[np.ndarray, str]:
+def bone_region(manifest: Manifest, row: dict, image: np.ndarray, bone: str | None = None
+                ) -> tuple[np.ndarray, str]:
     """The mask of `bone` (default: the row's own bone) in a row's image, and its source.
 
     In order: the row's ``<bone>_mask_path`` (a multi-bone film with a mask per bone); its
     ``bone_mask_path`` when `bone` is the row's own bone (the phantom's exact mask); else
-    the estimated bone region (``estimated``), narrowed by `locator` to where `bone` lies
-    in the film (``located``; `boneaug.patches.location`). The mask may be empty.
+    the estimated bone region (``estimated``: on a joint film, every bone of it). The mask
+    may be empty.
     """
     own = str(row.get("bone", ""))
     bone = bone or own
@@ -229,7 +229,15 @@ def bone_region(manifest: Manifest, row: dict, image: np.ndarray, bone: str | No
         mask_path = str(row.get(column, "") or "") if column else ""
         if mask_path:
             return read_bone_mask(manifest.resolve(mask_path), image.shape), "mask"
-    region = estimate_bone_region(image)
-    if locator is None:
-        return region, "estimated"
-    return locator.restrict(image, region), "located"
+    return estimate_bone_region(image), "estimated"
+
+
+def where_bone_lies(image: np.ndarray, region: np.ndarray, source: str,
+                    locator: BoneLocator | None) -> np.ndarray:
+    """The pixels of `region` where the bone's lesion or crop centres may go: all of a
+    mask of the bone; of an estimated region (several bones on a joint film), those near
+    where the bone lies in films like it (`boneaug.patches.location`), when a locator
+    is given. May be empty."""
+    if source == "mask" or locator is None or not region.any():
+        return region
+    return locator.restrict(image, region)

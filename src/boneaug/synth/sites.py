@@ -49,19 +49,24 @@ def usable_stats(stats: dict[str, Any], source: str) -> list[dict[str, Any]]:
 
 
 def draw_site(bone_mask: np.ndarray, stats: list[dict[str, Any]], context: float,
-              rng: np.random.Generator) -> Site:
+              rng: np.random.Generator, centres: np.ndarray | None = None) -> Site:
     """Draw a lesion site on an image whose bone region is `bone_mask` `(H, W)` bool.
 
-    The crop is a square of side ``max(w, h) * (1 + context)`` around the lesion box
-    (the scale at which the generator saw lesions), shifted to lie inside the image.
+    `centres` (default: `bone_mask`) are the pixels the lesion's centre may take: on a
+    joint film without a mask of the bone, where that bone lies
+    (`boneaug.patches.where_bone_lies`); the positions of the statistics are read
+    relative to its bounding box. The crop is a square of side ``max(w, h) * (1 +
+    context)`` around the lesion box (the scale at which the generator saw lesions),
+    shifted to lie inside the image.
     """
     height, width = bone_mask.shape
-    bbox = region_bbox(bone_mask)
+    centres = bone_mask if centres is None else centres
+    bbox = region_bbox(centres)
     if bbox is None:
         raise BoneaugError("no bone found in the image")
     rx0, ry0, rx1, ry1 = bbox
     target_vertical = (ry1 - ry0) >= (rx1 - rx0)
-    bone_ys, bone_xs = np.nonzero(bone_mask)
+    bone_ys, bone_xs = np.nonzero(centres)
     best: Site | None = None
     best_share = -1.0
     for attempt in range(TRIES):
@@ -88,7 +93,7 @@ def draw_site(bone_mask: np.ndarray, stats: list[dict[str, Any]], context: float
         box = _box_inside(cx, cy, w, h, width, height)
         x0, y0, x1, y1 = box
         centre_y, centre_x = min((y0 + y1) // 2, height - 1), min((x0 + x1) // 2, width - 1)
-        if not bone_mask[centre_y, centre_x]:
+        if not centres[centre_y, centre_x]:
             continue
         share = float(bone_mask[y0:y1, x0:x1].mean())
         site = Site(box, _crop_around(box, context, width, height), k, fallback, share)

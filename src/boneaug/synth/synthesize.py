@@ -42,7 +42,7 @@ from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
 from boneaug.distributed import Ranks, join, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast, from_model_range, load_generator, to_model_range
-from boneaug.patches import bone_region, resize_square
+from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.sites import Site, draw_site, usable_stats
@@ -219,26 +219,26 @@ class _Painter:
         self.prefix = id_prefix(bone, generator_bone, seed, self.method)
         self.skips = Skips("synthesize")
         self.dropped: list[dict[str, Any]] = []   # images no source could take
-        self._films: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._films: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
 
-    def film(self, row_id: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(image, mask of the bone) of a source film, or None when it is unusable. The
-        last film is kept: a source's images are adjacent."""
+    def film(self, row_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(image, region of the bone, where lesion centres may go) of a source film, or
+        None when it is unusable. The last film is kept: a source's images are adjacent."""
         if row_id in self._films:
             return self._films[row_id]
         row = self.manifest.table.loc[row_id]
         path = self.manifest.resolve(row["path"])
-        result: tuple[np.ndarray, np.ndarray] | None = None
+        result: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         try:
             image = read_image(path)
             problem = film_problem(image.shape)
             if problem is None:
-                mask, source = bone_region(self.manifest, row.to_dict(), image, self.bone,
-                                           self.locator)
-                problem = None if mask.any() else ("no bone found" if source != "located"
-                                                   else f"no bone where {self.bone} lies in "
-                                                   "such films")
-                result = (image, mask)
+                mask, source = bone_region(self.manifest, row.to_dict(), image, self.bone)
+                centres = where_bone_lies(image, mask, source, self.locator)
+                problem = None if centres.any() else (
+                    "no bone found" if not mask.any()
+                    else f"no bone where {self.bone} lies in films like it")
+                result = (image, mask, centres)
         except BoneaugError as exc:
             problem = str(exc).removeprefix(f"{path}: ")
         if problem is not None:
@@ -259,7 +259,7 @@ class _Painter:
             key = [self.seed, index] if attempt == 0 else [self.seed, index, 2, attempt]
             try:
                 return source, draw_site(film[1], self.stats, self.blend.context,
-                                         np.random.default_rng(key))
+                                         np.random.default_rng(key), centres=film[2])
             except BoneaugError:
                 continue
         return None

@@ -9,9 +9,9 @@ makes, because the data set leaves them open:
   bones first: femur > tibia > humerus > fibula > radius > ulna, then the others); every
   site is kept in the extra column ``sites``.
 - **bone of a normal image**: normal images carry no site flag, only a region flag, so
-  their bone is the region (``lower_limb``, ``upper_limb`` or ``pelvis``). Every row
-  keeps ``region``, so a per-bone protocol can take "all normals of the bone's region"
-  as that bone's negatives (`BONE_REGION` maps a bone to its region).
+  their bone is the region (``lower_limb``, ``upper_limb`` or ``pelvis``); `boneaug
+  bones` learns which bone such a film shows. Every row keeps ``region`` (a tumour's
+  from its bone, `boneaug.data.films.BONE_REGION`, unless its flags say otherwise).
 - **patients**: there is no patient id. ``heuristic`` groups consecutive rows (by image
   number) with equal centre, age, gender, site flags, tumour flags (tumor, benign,
   malignant, subtype) and region flags into one patient, which keeps the frontal and
@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from boneaug.data.films import BONE_REGION
 from boneaug.data.importers.common import (
     FindingTally,
     ImportReport,
@@ -60,14 +61,6 @@ assert len(COLUMNS) == 37
 # site next to a bone site describes the same lesion less precisely.
 SITE_PRIORITY = ("femur", "tibia", "humerus", "fibula", "radius", "ulna", "pelvis", "hand",
                  "foot", "knee", "hip", "shoulder", "elbow", "ankle", "wrist")
-# Which region's normals are a bone's negatives.
-BONE_REGION = {
-    "femur": "lower_limb", "tibia": "lower_limb", "fibula": "lower_limb", "foot": "lower_limb",
-    "knee": "lower_limb", "ankle": "lower_limb",
-    "humerus": "upper_limb", "radius": "upper_limb", "ulna": "upper_limb", "hand": "upper_limb",
-    "elbow": "upper_limb", "shoulder": "upper_limb", "wrist": "upper_limb",
-    "pelvis": "pelvis", "hip": "pelvis",
-}
 REGION_PRIORITY = ("lower_limb", "upper_limb", "pelvis")
 PATIENT_MODES = ("heuristic", "image")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -105,7 +98,8 @@ def group_patients(keys: list[tuple[Any, ...]], names: list[str]) -> list[int]:
     return patient
 
 
-def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> ImportReport:
+def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic",
+                 max_side: int | None = None) -> ImportReport:
     """Import the BTXRD folder `root` into a manifest at `out` (see the module docstring).
 
     Rows: ``image_id`` (file stem), ``path`` (``images/<file>``), ``patient_id``
@@ -114,9 +108,11 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
     per finding, since BTXRD draws every tumour as a rectangle and a polygon, merged by
     `common.merge_findings`; the mask is the polygons), and the extra columns center, age,
     gender, benign, malignant, subtype, view, region, sites.
-    Image pixels are never decoded; only headers are read. Raises a one-line BoneaugError
-    naming the file and ``dataset.csv`` line for a missing column, a listed image that is
-    absent, a flag that is not 0/1, or an annotation that is not LabelMe.
+    Image pixels are not decoded (only headers are read), except with `max_side`: then
+    images larger than that are written downscaled beside the manifest (`finish`).
+    Raises a one-line BoneaugError naming the file and ``dataset.csv`` line for a missing
+    column, a listed image that is absent, a flag that is not 0/1, or an annotation that
+    is not LabelMe.
     """
     root, out = Path(root), Path(out)
     if patients not in PATIENT_MODES:
@@ -227,7 +223,7 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic") -> Impor
             row["patient_id"] = f"btxrd-{row['image_id']}"
     warnings = _warnings(rows, notes, patients) + tally.summary("annotation shapes")
     return finish(rows, root=root, out=out, where=where, warnings=warnings, inputs=inputs,
-                  masks=masks)
+                  masks=masks, max_side=max_side)
 
 
 def _warnings(rows: list[dict[str, Any]], notes: dict[str, list[str]], patients: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -408,7 +409,8 @@ def masks_folder(out: Path) -> Path:
 
 def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence[str],
            warnings: list[str], inputs: Iterable[Path] = (),
-           masks: dict[int, LesionShapes] | None = None) -> ImportReport:
+           masks: dict[int, LesionShapes] | None = None,
+           max_side: int | None = None) -> ImportReport:
     """Validate the rows, write their lesion masks, write the manifest, report.
 
     `rows` are manifest row dicts whose ``path``/``mask_path`` are relative to `root`
@@ -418,7 +420,11 @@ def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence
     ``<out folder>/<out stem>_masks/<image_id>.png`` (8-bit, 255 = lesion; a folder named
     after the manifest, so a user's own ``masks/`` is never written into) and are written only
     after the input has passed every check; the manifest is written last, atomically.
+    With `max_side`, images whose longer side exceeds it are first written, downscaled,
+    into ``<out stem>_images/`` with their boxes and masks scaled alike (`shrink_images`).
     """
+    if max_side is not None and max_side < 32:
+        raise BoneaugError(f"--max-side {max_side}: must be at least 32 px")
     if not rows:
         raise BoneaugError(f"{where[0] if where else out}: no images to import")
     out = Path(out)
@@ -450,12 +456,77 @@ def finish(rows: list[dict[str, Any]], *, root: Path, out: Path, where: Sequence
             report_warnings.append(f"{places[0]}: {message}")
         else:
             report_warnings.append(f"{len(places)} images: {message} (first: {places[0]})")
+    if max_side is not None:
+        shrunk = shrink_images(manifest, masks or {}, images_folder(out), max_side)
+        if shrunk:
+            report_warnings.append(f"{shrunk} images larger than {max_side} px were written "
+                                   f"downscaled into {images_folder(out)} (boxes and masks "
+                                   "scaled alike; source_path names the original)")
     if masks:
         mask_paths = write_masks(manifest, masks, masks_folder(out))
         for pos, mask_file in mask_paths.items():
             manifest.table.at[pos, "mask_path"] = relative_to(mask_file, root)
     save_manifest(manifest, out)
     return ImportReport(out, len(manifest), report_warnings)
+
+
+def images_folder(out: Path) -> Path:
+    """Where an import writing `out` puts the downscaled copies of large images."""
+    return Path(out).parent / f"{Path(out).stem}_images"
+
+
+def shrink_images(manifest: Manifest, masks: dict[int, LesionShapes], folder: Path,
+                  max_side: int) -> int:
+    """Downscale every image whose longer side exceeds `max_side` into `folder`.
+
+    The copy (16-bit PNG, antialiased bicubic) becomes the row's ``path``; the original
+    is kept in ``source_path`` and the factor in ``scale``; boxes and the lesion shapes
+    of `masks` are scaled by the same factors. Sources are read, never written. Returns
+    how many images were downscaled. Why: a CPU run at 256 px would otherwise decode
+    every 3,000 px radiograph again in each stage.
+    """
+    from tqdm import tqdm
+
+    from boneaug.data.imageio import image_size, read_image, write_png16
+
+    table = manifest.table
+    table["source_path"] = ""
+    table["scale"] = ""
+    done = 0
+    used: set[str] = set()
+    bar = tqdm(range(len(table)), desc="downscale", unit="img", file=sys.stderr,
+               disable=len(table) < 50 or not sys.stderr.isatty())
+    for pos in bar:
+        source = manifest.image_path(pos)
+        height, width = image_size(source)
+        scale = max_side / max(height, width)
+        if scale >= 1.0:
+            continue
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        pil = Image.fromarray(np.ascontiguousarray(read_image(source), np.float32))
+        small = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BICUBIC), np.float32)
+        name = _mask_name(str(table.at[pos, "image_id"]))
+        while name in used:
+            name += "_"
+        used.add(name)
+        copy = folder / f"{name}.png"
+        write_png16(copy, np.clip(small, 0.0, 1.0))
+        sx, sy = new_w / width, new_h / height
+        table.at[pos, "source_path"] = str(table.at[pos, "path"])
+        table.at[pos, "path"] = relative_to(copy, manifest.root)
+        table.at[pos, "scale"] = f"{scale:.6g}"
+        table.at[pos, "boxes"] = [[min(x0 * sx, new_w), min(y0 * sy, new_h),
+                                   min(x1 * sx, new_w), min(y1 * sy, new_h)]
+                                  for x0, y0, x1, y1 in table.at[pos, "boxes"]]
+        if pos in masks:
+            shapes = masks[pos]
+            masks[pos] = LesionShapes(
+                new_w, new_h,
+                [[(x * sx, y * sy) for x, y in polygon] for polygon in shapes.polygons],
+                [[x0 * sx, y0 * sy, x1 * sx, y1 * sy] for x0, y0, x1, y1 in shapes.rectangles])
+        done += 1
+    bar.close()
+    return done
 
 
 def _mask_name(image_id: str) -> str:
