@@ -166,6 +166,14 @@ def test_cli_bones(phantom: Path, tmp_path: Path, one_thread) -> None:
     assigned = load_manifest(out).table
     assert {"assigned_bones", "bone_scores", "bone_source"} <= set(assigned.columns)
     assert (tmp_path / "assigned.png").is_file() and (tmp_path / "assigned.json").is_file()
+    # boneaug stats counts the films of each bone by where their bone came from
+    stats = CliRunner().invoke(app, ["stats", str(out)])
+    assert stats.exit_code == 0 and "Films of each bone" in stats.output
+    model_rows = assigned[assigned["bone_source"] == "model"]
+    femur_by_model = sum("femur" in a.split(";") for a in model_rows["assigned_bones"])
+    section = stats.output.split("Films of each bone")[1].split("\n\n")[0]
+    femur_line = next(line for line in section.splitlines() if line.startswith("femur"))
+    assert femur_line.split()[3] == str(femur_by_model)
     same = CliRunner().invoke(app, ["bones", str(source), "--out", str(source)])
     assert same.exit_code == 2 or same.exit_code == 1
     assert "input manifest" in (same.output + str(same.exception))

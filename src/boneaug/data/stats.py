@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from boneaug.data.films import ASSIGNED_COLUMN, SOURCE_COLUMN, is_region, split_bones
 from boneaug.data.imageio import image_size
 from boneaug.data.manifest import Manifest
 from boneaug.errors import BoneaugError
@@ -47,7 +48,10 @@ def manifest_stats(manifest: Manifest) -> dict[str, Any]:
         ``box_width_px`` / ``box_height_px`` and ``box_width_rel`` / ``box_height_rel``
         (box side / image side, in (0, 1]), each with ``p10``, ``median``, ``p90``; a
         range (and ``*_per_positive``) is None when there is nothing to measure;
-        ``total``: the same per-bone fields over all bones.
+        ``total``: the same per-bone fields over all bones;
+        ``films_of_bone``: after `boneaug bones`, per bone the real films of that bone by
+        where the bone came from (``label``, ``user``, ``model``) and how many are normal;
+        None before.
     """
     table = manifest.table
     synthetic = table["origin"] == "synthetic"
@@ -86,7 +90,30 @@ def manifest_stats(manifest: Manifest) -> dict[str, Any]:
         "synthetic_counts": {b: synthetic_counts[b] for b in sorted(synthetic_counts)},
         "bones": {b: per_bone[b].summary() for b in sorted(per_bone)},
         "total": total.summary(),
+        "films_of_bone": _films_of_bone(real),
     }
+
+
+def _films_of_bone(real: Any) -> dict[str, dict[str, int]] | None:
+    """Per bone, the real films `boneaug.data.films` counts as of that bone, by where the
+    bone came from (``label``: the bone column; ``user`` / ``model``: `boneaug bones` on a
+    film labelled by region), and how many of them are normal; None before `boneaug bones`
+    has run (then a film's bone is its bone column, counted above)."""
+    if ASSIGNED_COLUMN not in real.columns:
+        return None
+    out: dict[str, dict[str, int]] = {}
+    sources = real[SOURCE_COLUMN] if SOURCE_COLUMN in real.columns else [""] * len(real)
+    for bone, assigned, source, label in zip(real["bone"], real[ASSIGNED_COLUMN], sources,
+                                             real["label"], strict=True):
+        if is_region(bone):
+            bones, how = split_bones(assigned), ("user" if source == "user" else "model")
+        else:
+            bones, how = [str(bone)], "label"
+        for b in bones:
+            cell = out.setdefault(b, {"label": 0, "user": 0, "model": 0, "normal": 0})
+            cell[how] += 1
+            cell["normal"] += int(label == 0)
+    return {b: out[b] for b in sorted(out)}
 
 
 class _BoneAccumulator:
@@ -193,6 +220,13 @@ def format_stats(stats: dict[str, Any]) -> str:
 
     parts.append("Real images by bone x split x label (neg = no lesion, pos = lesion)\n"
                  + _count_table(stats["counts"], splits, stats["bones"], stats["total"]))
+    films = stats.get("films_of_bone")
+    if films:
+        rows = [[b, str(c["label"]), str(c["user"]), str(c["model"]), str(c["normal"])]
+                for b, c in films.items()]
+        parts.append("Films of each bone (real): by their bone column, or given a bone by "
+                     "`boneaug bones` (user / model) when labelled by region\n"
+                     + _table(["bone", "label", "user", "model", "normal films"], rows))
     if stats["synthetic_counts"]:
         parts.append("Synthetic images (counted apart; they may only be in train)\n"
                      + _count_table(stats["synthetic_counts"], splits, None, None))
