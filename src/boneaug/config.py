@@ -8,12 +8,33 @@ per stage or as one document with a section per stage.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from boneaug.errors import BoneaugError
+
+T = TypeVar("T")
+
+
+def check_known(cls: type, values: dict[str, Any], where: str) -> None:
+    """Refuse a setting `cls` (a dataclass) does not have: a typo must not silently run the
+    default."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
+                           f"{', '.join(sorted(known))})")
+
+
+def build_config(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """`cls(**values)` after `check_known`, then its own `validate(where)`."""
+    check_known(cls, values, where)
+    config = cls(**values)
+    config.validate(where)  # type: ignore[attr-defined]
+    return config
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

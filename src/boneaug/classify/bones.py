@@ -37,7 +37,7 @@ import math
 import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from torch import nn
 
 from boneaug.classify.inputs import classifier_input, fit_square, load_inputs
 from boneaug.classify.model import SmallCNN
+from boneaug.config import build_config
 from boneaug.data import BONES, Manifest, read_image
 from boneaug.data.files import atomic_path
 from boneaug.data.films import (
@@ -82,14 +83,7 @@ class BonesConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "bones") -> BonesConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
-                               f"{', '.join(sorted(known))})")
-        config = cls(**values)
-        config.validate(where)
-        return config
+        return build_config(cls, values, where)
 
     def validate(self, where: str = "bones") -> None:
         def whole(key: str, low: int) -> None:

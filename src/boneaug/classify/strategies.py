@@ -16,7 +16,8 @@ chooses its model on the real ``val`` rows; only the training set differs:
 ``gan-gated``      the same, after the quality gate dropped the unconvincing ones
 ``gan-transfer``   plus R x (real positives) synthetic positives from another bone's generator
 ``oracle``         plus R x (real positives) *real* positives held back from training
-                   (phantom data only: the upper bound that augmentation tries to reach)
+                   (the training positives that rarity held back: the upper bound that
+                   augmentation tries to reach)
 ``tstr``           train-synthetic-test-real: the real negatives and the extra (synthetic)
                    positives only, no real positive; a measure of how real the synthetic
                    lesions look to a classifier

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from torch import nn
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
 from boneaug.classify.model import ARCHS, LesionClassifier, build_classifier
+from boneaug.config import build_config
 from boneaug.distributed import Ranks, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast
@@ -59,14 +60,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "classifier") -> ClassifierConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
-                               f"{', '.join(sorted(known))})")
-        config = cls(**values)
-        config.validate(where)
-        return config
+        return build_config(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,7 @@ from boneaug.data.phantom_anatomy import (
     Pose,
     bandpass_noise,
     lesion_fields,
+    lesion_outline,
     pixel_grid,
     roi_corners,
     sample_anatomy,
@@ -149,16 +150,7 @@ def render_radiograph(bone: str, with_lesion: bool, size: int, difficulty: float
     boxes: list[list[float]] = []
     if lesion is not None:
         extent, _, _ = lesion_fields(lesion, u, v)
-        lesion_mask = (extent >= 0.5) & bone_mask
-        if not lesion_mask.any():  # a lesion smaller than a pixel: keep its centre pixel
-            cx, cy = pose.to_image(np.array(lesion.u), np.array(lesion.v))
-            col = int(np.clip(float(cx) * size, 0, size - 1))
-            row = int(np.clip(float(cy) * size, 0, size - 1))
-            lesion_mask[row, col] = True
-            bone_mask[row, col] = True
-        rows = np.flatnonzero(lesion_mask.any(axis=1))
-        cols = np.flatnonzero(lesion_mask.any(axis=0))
-        boxes = [[float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]]
+        lesion_mask, boxes = lesion_outline(lesion, extent, bone_mask, pose, size)
     return PhantomImage(image, bone_mask, lesion_mask, boxes,
                         lesion.kind if lesion is not None else "",
                         lesion.relative_site if lesion is not None else float("nan"))

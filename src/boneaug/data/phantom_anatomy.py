@@ -530,3 +530,21 @@ def lesion_fields(lesion: Lesion, u: Array, v: Array) -> tuple[Array, Array, Arr
         lysis = lysis * lesion.moth
     rim = lesion.rim * np.exp(-(((r_norm - 1.08) / 0.09) ** 2))
     return p, rim, lysis
+
+
+def lesion_outline(lesion: Lesion, extent: np.ndarray, bone_mask: np.ndarray, pose: Pose,
+                    size: int) -> tuple[np.ndarray, list[list[float]]]:
+    """The lesion's mask (where its `extent` reaches 0.5, inside `bone_mask`, which
+    gains the lesion's centre pixel if the lesion is smaller than a pixel) and its
+    tight box."""
+    lesion_mask = (extent >= 0.5) & bone_mask
+    if not lesion_mask.any():
+        cx, cy = pose.to_image(np.array(lesion.u), np.array(lesion.v))
+        col = int(np.clip(float(cx) * size, 0, size - 1))
+        row = int(np.clip(float(cy) * size, 0, size - 1))
+        lesion_mask[row, col] = True
+        bone_mask[row, col] = True
+    rows = np.flatnonzero(lesion_mask.any(axis=1))
+    cols = np.flatnonzero(lesion_mask.any(axis=0))
+    return lesion_mask, [[float(cols[0]), float(rows[0]), float(cols[-1] + 1),
+                          float(rows[-1] + 1)]]

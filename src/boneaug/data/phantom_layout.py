@@ -175,3 +175,8 @@ def reframe(bones: list[BoneLayer], soft: list[SoftLayer], main: str
              for b in bones]
     moved.sort(key=lambda b: b.name != main)
     return moved, [SoftLayer(s.parts, s.place.seen_from(frame), s.torso) for s in soft]
+
+
+def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """One draw of U(lo, hi) as a float (the anatomy modules draw hundreds of them)."""
+    return float(rng.uniform(lo, hi))

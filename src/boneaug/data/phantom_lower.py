@@ -26,10 +26,9 @@ from boneaug.data.phantom_layout import (
     reframe,
     widest,
 )
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
+from boneaug.data.phantom_layout import (
+    uniform as _u,
+)
 
 
 def _arc(centre: tuple[float, float], radius: float, start: float, stop: float,

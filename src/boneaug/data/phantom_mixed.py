@@ -28,9 +28,9 @@ from boneaug.data.phantom import (
 )
 from boneaug.data.phantom_anatomy import (
     Lesion,
-    Pose,
     bandpass_noise,
     lesion_fields,
+    lesion_outline,
     pixel_grid,
     sample_lesion,
     union_chords,
@@ -145,7 +145,7 @@ def render_film(spec: FilmSpec, size: int, difficulty: float, rng: np.random.Gen
         main_mask = np.logical_or.reduce(list(masks.values())) if masks else empty.copy()
     lesion_mask, boxes = empty.copy(), []
     if lesion is not None and fields is not None:
-        lesion_mask, boxes = _lesion_outline(lesion, fields[0], main_mask, pose, size)
+        lesion_mask, boxes = lesion_outline(lesion, fields[0], main_mask, pose, size)
         masks[kind.lesion_bone] = main_mask  # it may have gained the lesion's centre pixel
     if spec.awkward == "inverted":
         image = 1.0 - image
@@ -211,24 +211,6 @@ def _soft_tissue(film: Film, big_u: np.ndarray, big_v: np.ndarray,
             np.maximum(muscle, inner, out=muscle)
     soft = MU_FAT * envelope + (MU_MUSCLE - MU_FAT) * muscle * (1.0 + 0.08 * texture)
     return np.maximum(soft, 0.8 * torso).astype(np.float32)
-
-
-def _lesion_outline(lesion: Lesion, extent: np.ndarray, bone_mask: np.ndarray, pose: Pose,
-                    size: int) -> tuple[np.ndarray, list[list[float]]]:
-    """The lesion's mask (where its `extent` reaches 0.5, inside `bone_mask`, which
-    gains the lesion's centre pixel if the lesion is smaller than a pixel) and its
-    tight box."""
-    lesion_mask = (extent >= 0.5) & bone_mask
-    if not lesion_mask.any():
-        cx, cy = pose.to_image(np.array(lesion.u), np.array(lesion.v))
-        col = int(np.clip(float(cx) * size, 0, size - 1))
-        row = int(np.clip(float(cy) * size, 0, size - 1))
-        lesion_mask[row, col] = True
-        bone_mask[row, col] = True
-    rows = np.flatnonzero(lesion_mask.any(axis=1))
-    cols = np.flatnonzero(lesion_mask.any(axis=0))
-    return lesion_mask, [[float(cols[0]), float(rows[0]), float(cols[-1] + 1),
-                          float(rows[-1] + 1)]]
 
 
 def _film_without_anatomy(spec: FilmSpec, size: int, px: float, detector_rng: np.random.Generator,

@@ -23,10 +23,9 @@ from boneaug.data.phantom_layout import (
     lesion_handle,
     widest,
 )
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
+from boneaug.data.phantom_layout import (
+    uniform as _u,
+)
 
 
 def shoulder(view: str, rng: np.random.Generator) -> Film:

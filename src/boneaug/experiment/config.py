@@ -15,7 +15,7 @@ from typing import Any
 
 from boneaug.classify import STRATEGIES, ClassifierConfig
 from boneaug.classify.bones import BonesConfig
-from boneaug.config import load_yaml
+from boneaug.config import check_known, load_yaml
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
 
@@ -27,11 +27,7 @@ def _take(cls: type, values: Any, where: str) -> Any:
         return cls()
     if not isinstance(values, dict):
         raise BoneaugError(f"{where}: must be a mapping of settings")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise BoneaugError(f"{where}: unknown setting {unknown[0]!r} (known: "
-                           f"{', '.join(sorted(known))})")
+    check_known(cls, values, where)
     for f in fields(cls):
         if f.name in values:
             _check_type(values[f.name], str(f.type), f"{where}.{f.name}")

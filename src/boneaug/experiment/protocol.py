@@ -773,14 +773,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
         table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 of "
                   "the baseline-to-oracle gap and beats oversample and copypaste with DeLong "
                   "p < 0.05; gan-transfer closes >= 1/3):\n" + format_goal(goal))
+    # run.json first: the report shows its wall time
+    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                   extra={"completed": True})
     report_path = None
     if report:
         from boneaug.experiment.report import write_report
 
         report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
                                    summary=summary).html
-    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
-                   extra={"completed": True})
     return ExperimentResult(run_dir, summary, table, report_path, time.time() - started)
 
 

@@ -77,7 +77,8 @@ STRATEGY_MEANING = {
     "gan": "CycleGAN lesions painted onto lesion-free radiographs of the same bone",
     "gan-gated": "as gan, after the quality gate dropped the least plausible synthetics",
     "gan-transfer": "as gan, with the generator trained on another bone",
-    "oracle": "extra REAL lesion images (possible only on the phantom): the upper bound",
+    "oracle": "extra REAL lesion images, held back from training by the rarity step: the "
+              "upper bound",
     "tstr": "train on synthetic positives + real negatives only, test on real",
 }
 
@@ -289,6 +290,16 @@ def _signed(value: Any) -> str:
     return "–" if number is None else f"{number:+.3f}"
 
 
+def _wall(info: dict[str, Any]) -> str:
+    """The last invocation's wall time, in minutes when long; says so when the run is not
+    complete (an interrupted run's run.json is from its start)."""
+    seconds = float(info["wall_seconds"])
+    text = f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    if info.get("completed") is False:
+        text += " (the run did not complete)"
+    return _esc(text + " (this invocation; a resumed run counts only its own time)")
+
+
 def _percent(value: Any) -> str:
     number = _finite(value)
     return "–" if number is None else f"{100 * number:.0f} %"
@@ -454,8 +465,8 @@ class _Page:
                  ("Command", _esc(f"boneaug {info['command']}") if info.get("command")
                   else NOT_IN_RUN),
                  ("Started", _esc(info.get("started")) or NOT_IN_RUN),
-                 ("Wall time", _num(info.get("wall_seconds"), 0) + " s"
-                  if _finite(info.get("wall_seconds")) is not None else NOT_IN_RUN),
+                 ("Wall time", _wall(info) if _finite(info.get("wall_seconds")) is not None
+                  else NOT_IN_RUN),
                  ("Git commit", _esc(info.get("git_commit")) or NOT_IN_RUN),
                  ("Report written", _esc(now))]
         seeds = self.predictions.groupby(["bone", "condition"])["seed"].nunique()
