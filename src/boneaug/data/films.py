@@ -11,14 +11,19 @@ not at all, and a joint film shows several bones. A film is **of bone B** when
    ``assigned_bones`` themselves is never overwritten (``bone_source`` ``user``);
 3. or, only where a caller asks for it, its ``bone`` column is one of `negatives_from`
    (the older rule "all normals of the bone's limb region", kept for old configs: it lets
-   a classifier tell positives from negatives by anatomy).
+   a classifier tell positives from negatives by anatomy);
+4. and, whatever rules 1-3 say, its ``matched_out`` column does not list B: matching
+   (`boneaug.data.matching`) left that film out of B's positives and negatives. It stays
+   a film of every other bone it shows: a knee film left out for the femur is still a
+   tibia negative.
 
-A bone's positives are its films with a lesion *whose bone column names it*: a lesion on
-a film of unknown bone may sit on any of its bones.
+A bone's positives are its films with a lesion *whose bone column names it* (and that
+matching kept for it): a lesion on a film of unknown bone may sit on any of its bones.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import pandas as pd
@@ -39,11 +44,14 @@ BONE_REGION = {
 ASSIGNED_COLUMN = "assigned_bones"
 SCORES_COLUMN = "bone_scores"
 SOURCE_COLUMN = "bone_source"
+# The bones for which matching left a film out (rule 4), ";"-separated like assigned_bones.
+MATCHED_OUT_COLUMN = "matched_out"
 
 
 def split_bones(value: object) -> list[str]:
     """The bones of a ``;``-separated cell (``"femur;tibia"``), lower-case, in order."""
-    text = "" if value is None else str(value)
+    blank = value is None or (isinstance(value, float) and math.isnan(value))
+    text = "" if blank else str(value)
     return [b.strip().lower() for b in text.split(";") if b.strip()]
 
 
@@ -71,7 +79,15 @@ def of_bone(table: pd.DataFrame, bone: str, negatives_from: Iterable[str] = ()) 
     extra = set(negatives_from) - {bone}
     if extra:
         named = named | table["bone"].isin(extra)
-    return named.astype(bool)
+    return named.astype(bool) & ~matched_out(table, bone)
+
+
+def matched_out(table: pd.DataFrame, bone: str) -> pd.Series:
+    """Boolean Series over `table`: the rows that matching left out for `bone` (rule 4);
+    all False when the table has no ``matched_out`` column."""
+    if MATCHED_OUT_COLUMN not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table[MATCHED_OUT_COLUMN].map(lambda v: bone in split_bones(v)).astype(bool)
 
 
 def normals_of(table: pd.DataFrame, bone: str, negatives_from: Iterable[str] = ()
@@ -81,5 +97,5 @@ def normals_of(table: pd.DataFrame, bone: str, negatives_from: Iterable[str] = (
 
 
 def positives_of(table: pd.DataFrame, bone: str) -> pd.Series:
-    """Rows with a lesion of `bone`: the ``bone`` column must name it."""
-    return (table["bone"] == bone) & (table["label"] == 1)
+    """Rows with a lesion of `bone`: the ``bone`` column must name it (rule 4 applies)."""
+    return (table["bone"] == bone) & (table["label"] == 1) & ~matched_out(table, bone)
