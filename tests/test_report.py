@@ -146,23 +146,23 @@ def test_report_is_self_contained_and_complete(full_report):
     files = sorted((run / "figures").glob("*.png"))
     assert len(files) == 6 and "roc-curves-per-bone.png" in {f.name for f in files}
     assert sorted(f.read_bytes() for f in files) == sorted(base64.b64decode(u) for u in uris)
-    for number in (3, 4, 7):
+    for number in (6, 7, 10):
         assert "data:image/png;base64," in section(page, number)
-    assert section(page, 5).count("data:image/png;base64,") == 2
+    assert section(page, 8).count("data:image/png;base64,") == 2
     # Config shown verbatim but escaped; versions from run.json.
-    assert "# an experiment on the phantom" in section(page, 9)
+    assert "# an experiment on the phantom" in section(page, 12)
     assert "a &lt; b &amp; c" in page and "a < b & c" not in page
-    assert TORCH_VERSION in section(page, 9)
+    assert TORCH_VERSION in section(page, 12)
     import matplotlib.pyplot as plt
 
     assert not plt.get_fignums()  # every figure was closed
-    assert "3 (from config report.ratio)" in section(page, 1)
+    assert "3 (from config report.ratio)" in section(page, 2)
 
 
 def test_report_contents(full_report):
     _, paths = full_report
     page = paths.html.read_text(encoding="utf-8")
-    results = section(page, 2)
+    results = section(page, 4)
     assert 'class="sig"' in results  # gan-r3 beats the baseline clearly
     assert results.count("<h3>") == len(BONES) + 1  # a table per bone, then the goal
     assert "Against the goal (ratio 3)" in results and "gan-transfer-r3-from-" in results
@@ -170,16 +170,16 @@ def test_report_contents(full_report):
         for condition, *_ in conditions(bone):
             assert f"<td>{condition}</td>" in results
     # The transfer matrix: generator bones as rows, both cells of the femur generator filled.
-    transfer = section(page, 5)
+    transfer = section(page, 8)
     assert "gan-transfer" in transfer and "TSTR" in transfer
     # Gate table and gated-vs-ungated comparison.
-    gate = section(page, 6)
+    gate = section(page, 9)
     assert "<td>0.2500</td>" in gate and "75 %" in gate and "<td>gan-gated-r3</td>" in gate
     # Sample sheets: femur has real and synthetic rows; tibia only transfer synthetics.
-    samples = section(page, 7)
+    samples = section(page, 10)
     assert "real lesion patches (patches/tibia/lesion/patches.npy): not in this run" in samples
     # Runs table: one row per (bone, condition), sizes from runs.csv.
-    runs = section(page, 8)
+    runs = section(page, 11)
     assert runs.count("<tr>") == 1 + len(BONES) * len(conditions("femur"))
     assert "<td>40–41</td>" in runs  # n_train differs between the seeds
 
@@ -198,13 +198,13 @@ def test_missing_optional_inputs_say_not_in_this_run(tmp_path):
     paths = write_report(run, n_boot=20)
     page = paths.html.read_text(encoding="utf-8")
     assert paths.csv.is_file()
-    for number in (6, 7, 8, 9):
+    for number in (9, 10, 11, 12):
         assert NOT_IN_RUN in section(page, number), number
-    assert "Synthetic images (synth/ folder): not in this run" in section(page, 7)
-    assert "data:image/png;base64," not in section(page, 7)
+    assert "Synthetic images (synth/ folder): not in this run" in section(page, 10)
+    assert "data:image/png;base64," not in section(page, 10)
     # The figures that need only predictions are still there.
-    assert "data:image/png;base64," in section(page, 3)
-    assert "data:image/png;base64," in section(page, 4)
+    assert "data:image/png;base64," in section(page, 6)
+    assert "data:image/png;base64," in section(page, 7)
 
 
 def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
@@ -212,22 +212,36 @@ def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
     (run / "evaluation" / "gate.json").write_text("{not json")
     (run / "config.yaml").write_text("a: [unclosed\n")
     page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
-    assert "gate.json could not be read" in section(page, 6)
-    assert "config.yaml could not be read" in section(page, 9)
+    assert "gate.json could not be read" in section(page, 9)
+    assert "config.yaml could not be read" in section(page, 12)
 
 
 def test_main_ratio_from_protocol_else_most_common_gan_ratio(tmp_path):
     run = make_run(tmp_path / "a", synth=False, extras=False)
     page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
     # gan-r1 and gan-r3 tie; the tie goes to the larger ratio.
-    assert "3 (from the most common ratio of the gan conditions)" in section(page, 1)
+    assert "3 (from the most common ratio of the gan conditions)" in section(page, 2)
     (run / "config.yaml").write_text("name: tiny\nprotocol:\n  main_ratio: 1\n")
     page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
-    assert "1 (from config protocol.main_ratio)" in section(page, 1)
-    assert "<dd>tiny</dd>" in section(page, 1)
+    assert "1 (from config protocol.main_ratio)" in section(page, 2)
+    assert "<dd>tiny</dd>" in section(page, 2)
     # At ratio 1 only the own-bone gan conditions exist: the diagonal, no transfer cells.
-    transfer = section(page, 5)
+    transfer = section(page, 8)
     gan_part, tstr_part = transfer.split("<h3>Train on synthetic, test on real")
     assert "GAN augmentation, ratio 1" in gan_part
     assert gan_part.count("<td></td>") == 2  # femur->tibia and tibia->femur
     assert "(TSTR), ratio 3" in tstr_part  # tstr ran at 3 only: its own ratio is used
+
+
+def test_headline_and_probe_warn_when_the_probe_is_high(tmp_path):
+    run = make_run(tmp_path, synth=False, extras=False)
+    probe = {"bone": "femur", "level": "image", "when": "", "n_pos": 30, "n_neg": 90,
+             "auc": 0.74, "ci": [0.66, 0.82], "metadata_auc": 0.55,
+             "metadata_ci": [0.45, 0.65], "metadata_columns": ["age"], "folds": 5,
+             "skipped": 0}
+    (run / "evaluation" / "probe.json").write_text(json.dumps({"results": [probe]}))
+    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    headline = section(page, 1)
+    assert "femur (image level): NOT about lesions" in headline
+    assert "tibia (image level): NOT" not in headline  # no probe for the tibia: no verdict
+    assert "0.740 [0.660, 0.820]" in section(page, 3) and 'class="warn"' in section(page, 3)

@@ -1,9 +1,9 @@
 """The experiment's YAML config: plain dataclasses, validated with one-line errors.
 
-A config has the sections ``data``, ``assign``, ``patches``, ``gan``, ``synthesis``,
-``classifier`` and ``protocol`` plus ``name`` and ``seed``; see configs/phantom-demo.yaml
-for every key with a comment. Unknown keys are refused (a typo must not silently run the
-default).
+A config has the sections ``data``, ``assign``, ``matching``, ``probe``, ``patches``,
+``gan``, ``synthesis``, ``classifier``, ``regions`` and ``protocol`` plus ``name`` and
+``seed``; see configs/phantom-demo.yaml for every key with a comment. Unknown keys are
+refused (a typo must not silently run the default).
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from typing import Any
 
 from boneaug.classify import STRATEGIES, ClassifierConfig
 from boneaug.classify.bones import BonesConfig
+from boneaug.classify.regions import RegionConfig
 from boneaug.config import check_known, load_yaml
+from boneaug.data.matching import MatchingConfig
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
 
 SWEEPABLE = ("oversample", "copypaste", "gan", "oracle")
+LEVELS = ("image", "region")
 
 
 def _take(cls: type, values: Any, where: str) -> Any:
@@ -155,6 +158,22 @@ class GateConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """The shortcut probe (`boneaug.classify.probe`): a lesion-blind classifier of the
+    bone's training films and one of their metadata, patient-grouped cross-validation."""
+
+    enabled: bool = True
+    side: int = 16                   # thumbnail side of the lesion-blind classifier
+    folds: int = 5
+
+    def validate(self, where: str) -> None:
+        if not isinstance(self.side, int) or self.side < 4:
+            raise BoneaugError(f"{where}.side: must be a whole number >= 4")
+        if not isinstance(self.folds, int) or self.folds < 2:
+            raise BoneaugError(f"{where}.folds: must be a whole number >= 2")
+
+
+@dataclass
 class ProtocolConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     ratios: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0])
@@ -166,6 +185,9 @@ class ProtocolConfig:
                                      # of data.bones; the data of all of them is made alike)
     gate: GateConfig = field(default_factory=GateConfig)
     n_boot: int = 2000
+    # what a classifier sees: "image" (the whole film: the bone's crop) and/or "region"
+    # (lesion-scale regions, tested within the same films: film style cannot win)
+    levels: list[str] = field(default_factory=lambda: ["image"])
 
     def validate(self, where: str) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -184,6 +206,10 @@ class ProtocolConfig:
                 raise BoneaugError(f"{where}: ratios must be positive numbers, got {r!r}")
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise BoneaugError(f"{where}.seeds: must be a positive whole number")
+        bad_level = [v for v in self.levels if v not in LEVELS]
+        if bad_level or not self.levels:
+            raise BoneaugError(f"{where}.levels: a non-empty list of {', '.join(LEVELS)}, "
+                               f"got {self.levels!r}")
 
 
 @dataclass
@@ -197,6 +223,9 @@ class ExperimentConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     assign: BonesConfig = field(default_factory=BonesConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
     note: str = ""                   # printed at the start (e.g. "smaller than the benchmark")
     source: str = ""                 # the YAML file it came from
 
@@ -238,6 +267,12 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     seed = values.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BoneaugError(f"{where}: seed must be a whole number, got {seed!r}")
+    matching = _take(MatchingConfig, values.get("matching"), f"{where}: matching")
+    matching.validate(f"{where}: matching")
+    probe = _take(ProbeConfig, values.get("probe"), f"{where}: probe")
+    probe.validate(f"{where}: probe")
+    regions = _take(RegionConfig, values.get("regions"), f"{where}: regions")
+    regions.validate(f"{where}: regions")
     return ExperimentConfig(
         name=str(values.get("name", "experiment")), seed=seed, data=data,
         patches=_take(PatchesConfig, values.get("patches"), f"{where}: patches"),
@@ -245,7 +280,7 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
         synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
         classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
         protocol=protocol, assign=_assign(values.get("assign"), seed, f"{where}: assign"),
-        note=str(values.get("note", "")))
+        matching=matching, probe=probe, regions=regions, note=str(values.get("note", "")))
 
 
 def _assign(values: Any, seed: int, where: str) -> BonesConfig:

@@ -15,9 +15,11 @@ synth/gan/<bone>-from-<g>-s<seed>/                ... of bone g's generator (tra
 synth/copypaste/<bone>-s<seed>/                   real lesions pasted (copy-paste)
 gate/<bone>/                                      quality-gate scores and the kept rows
 cls/<bone>/<condition>/seed<k>/                   one classifier (`boneaug.classify.classify`)
-evaluation/predictions.csv runs.csv gate.json     every test prediction, every run,
-evaluation/skipped.csv                            every film a stage skipped
-results.csv  report.html                          the report
+cls-region/<bone>/<condition>/seed<k>/            one region-level classifier (levels: region)
+evaluation/predictions.csv runs.csv gate.json     every test prediction, every run (first level)
+evaluation/predictions-<level>.csv runs-<level>.csv   ... of the other level
+evaluation/probe.json levels.json skipped.csv     shortcut probes, levels, skipped films
+results.csv  results-<level>.csv  report.html     the report
 ```
 
 **Stages and their inputs.** A finished stage is recorded in ``stages/`` with a key: the
@@ -37,6 +39,13 @@ of each bone are subsampled to `data.prevalence` of its training images; val and
 keep every image. The held-back training positives are real films of training patients:
 the oracle's extra positives (phantom and real data alike), never used by another
 strategy.
+
+**Evidence about lesions** (`boneaug.experiment.evidence`): before any strategy is
+compared, each bone's shortcut probe measures how well a classifier that cannot see a
+lesion separates its training positives from its negatives (and the metadata alone);
+``matching`` chooses each bone's negatives to match its positives in every split; the
+``region`` level compares strategies on lesion-scale regions of the same films. The
+headline puts probe, baseline and best strategies side by side.
 
 **Awkward films** cost themselves, never the run: a film that cannot be read is dropped
 at the data stage, one on which a stage finds no bone is skipped by that stage; all are
@@ -75,10 +84,13 @@ from boneaug.classify import (
 )
 from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
+from boneaug.classify.probe import ProbeResult, format_probe
+from boneaug.classify.regions import classify_regions, region_set
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
 from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.data.films import is_region, normals_of, positives_of
 from boneaug.data.manifest import check_manifest
+from boneaug.data.matching import apply_matching, format_matching
 from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import SKIPPED_FILE, Skips, read_skipped
@@ -86,12 +98,23 @@ from boneaug.data.splits import split_manifest
 from boneaug.data.stats import describe_manifest
 from boneaug.errors import BoneaugError
 from boneaug.experiment.config import ExperimentConfig, experiment_config
+from boneaug.experiment.evidence import (
+    format_headline,
+    headline,
+    image_probes,
+    region_probe,
+)
 from boneaug.gan import train_cyclegan
 from boneaug.patches import extract_patches, load_domains
 from boneaug.synth import synthesize
 from boneaug.synth.copypaste import copy_paste_translator
 
 Say = Callable[[str], None]
+
+# Where each level's classifiers go (also the prefix of their stage names), and the
+# suffix of its evaluation files when it is not the run's first level.
+LEVEL_FOLDER = {"image": "cls", "region": "cls-region"}
+LEVEL_SUFFIX = {"image": "-image", "region": "-region"}
 
 
 @dataclass
@@ -301,6 +324,16 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
         say(format_bones(assigned))
         for warning in assigned.warnings:
             say(f"warning: {warning}")
+    if config.matching.on:
+        # before rarity: the negatives are matched to every positive of the bone, so they
+        # stay matched in distribution to the positives that rarity keeps
+        negatives = {b: _negatives_from(config, b) for b in data.bones}
+        matched, matches = apply_matching(table, list(data.bones), config.matching,
+                                          config.seed, negatives)
+        manifest = Manifest(matched, manifest.root, manifest.source)
+        table = manifest.table
+        info["matching"] = [m.to_dict() for m in matches]
+        say(format_matching(matches))
     held_back: list = []
     counts: dict[str, dict[str, int]] = {}
     in_train = (table["split"] == "train") & (table["origin"] == "real")
@@ -460,6 +493,7 @@ class _Run:
         self.keys: dict[str, str] = {}     # stage or output folder -> its key
         self.manifest: Manifest | None = None
         self.counts: dict[str, dict[str, int]] = {}
+        self.probes: list[dict[str, Any]] = []   # ProbeResult.to_dict() of every bone
 
     def step(self, text: str) -> None:
         self.say(f"[{self.stages.elapsed()}] {text}")
@@ -475,7 +509,7 @@ class _Run:
     def data(self) -> None:
         config = self.config
         key = stage_key(data=asdict(config.data), assign=config.assign.to_dict(),
-                        seed=config.seed)
+                        matching=config.matching.to_dict(), seed=config.seed)
         info = self._stage("data", key)
         if info is None:
             info = _prepare_data(config, self.run_dir, self.say)
@@ -493,6 +527,10 @@ class _Run:
         pool = load_manifest(self.run_dir / "data" / "oracle-pool.csv")
         self.keys["data/oracle-pool.csv"] = stage_key(
             pool=pool.table[["image_id", "bone", "boxes"]].astype(str).to_numpy().tolist())
+        for bone in config.data.bones:  # a bone's probe reads only its own held-back films
+            self.keys[f"pool:{bone}"] = stage_key(pool=pool.table.loc[
+                pool.table["bone"] == bone, ["image_id", "path", "boxes"]].astype(str)
+                .to_numpy().tolist())
         if "oracle" in self.strategies:
             need = _max_ratio(config, {"oracle"})
             for bone, c in self.counts.items():
@@ -503,6 +541,52 @@ class _Run:
                         f"the data has {c['held_back']}; lower the oracle's ratios"
                         + (" or raise data.lesion" if config.data.source == "phantom" else
                            " or data.prevalence"))
+
+    # 1b. the shortcut probes: is a comparison of this bone about lesions at all?
+    def probe(self, bone: str) -> None:
+        config = self.config
+        if not config.probe.enabled:
+            return
+        levels = config.protocol.levels
+        key = stage_key(probe=asdict(config.probe), rows=self.keys[f"rows:{bone}"],
+                        pool=self.keys[f"pool:{bone}"], matched=bool(config.matching.on),
+                        n_boot=config.protocol.n_boot,
+                        regions=config.regions.to_dict() if "region" in levels else None,
+                        seed=config.seed)
+        info = self._stage(f"probe:{bone}", key)
+        if info is None:
+            assert self.manifest is not None
+            pool = load_manifest(self.run_dir / "data" / "oracle-pool.csv")
+            settings = dict(side=config.probe.side, folds=config.probe.folds, seed=config.seed,
+                            n_boot=config.protocol.n_boot)
+            results, problems = [], []
+            # too few films to measure is a finding to report, not a reason to stop
+            try:
+                results += image_probes(self.manifest, pool, bone,
+                                        negatives_from=_negatives_from(config, bone),
+                                        matched=bool(config.matching.on), **settings)
+            except BoneaugError as exc:
+                problems.append(str(exc))
+            if "region" in levels:
+                films = Manifest(pd.concat([self.manifest.table, pool.table],
+                                           ignore_index=True), root=self.manifest.root)
+                table = films.table
+                train = (table["split"] == "train") & (table["origin"] == "real")
+                rows = table.index[train & (positives_of(table, bone) | normals_of(
+                    table, bone, _negatives_from(config, bone)))].tolist()
+                try:
+                    regions = region_set(films, rows, bone, config.regions, config.seed)
+                    results.append(region_probe(regions, bone, **settings))
+                except BoneaugError as exc:
+                    problems.append(str(exc))
+            info = {"results": [r.to_dict() for r in results], "problems": problems}
+            self.stages.mark(f"probe:{bone}", key, info)
+            if results:
+                self.step("shortcut probe " + bone + ":\n" + format_probe(
+                    [ProbeResult.from_dict(r) for r in info["results"]]))
+            for problem in problems:
+                self.step(f"warning: shortcut probe {bone} not measured: {problem}")
+        self.probes += info["results"]
 
     # 2. per-bone patches and CycleGAN
     def generator_bones(self) -> set[str]:
@@ -645,29 +729,37 @@ class _Run:
             return self.keys[c.extra]
         return self.keys[str(Path(c.extra).parent)]
 
+    def level_conditions(self, level: str) -> list[Condition]:
+        """The conditions a level runs: the quality gate scores films with the image-level
+        baseline, so gan-gated is an image-level condition only."""
+        return [c for c in self.conditions if level == "image" or c.strategy != "gan-gated"]
+
     def classifiers(self) -> None:
         config = self.config
         seeds = range(config.protocol.seeds)
-        order = sorted(self.conditions, key=lambda c: (c.strategy != "baseline",
-                                                       c.strategy == "gan-gated"))
-        n_cls = len(self.conditions) * config.protocol.seeds
         keyed = []
-        for c in order:  # baselines first: the gate's key is that of its baseline
-            if c.strategy == "gan-gated":
-                self.gate_key(c.bone)
-            for s in seeds:
-                key = stage_key(classifier=config.classifier.to_dict(), strategy=c.strategy,
-                                ratio=c.ratio, seed=s, rows=self.keys[f"rows:{c.bone}"],
-                                negatives=_negatives_from(config, c.bone),
-                                extra=self.extra_key(c))
-                self.keys[f"cls:{c.bone}:{c.name}:s{s}"] = key
-                keyed.append((c, s, key))
-        done_count = sum(1 for c, s, key in keyed
-                         if self.stages.done(f"cls:{c.bone}:{c.name}:s{s}", key))
+        for level in config.protocol.levels:
+            order = sorted(self.level_conditions(level),
+                           key=lambda c: (c.strategy != "baseline", c.strategy == "gan-gated"))
+            for c in order:  # baselines first: the gate's key is that of its baseline
+                if c.strategy == "gan-gated":
+                    self.gate_key(c.bone)
+                for s in seeds:
+                    key = stage_key(classifier=config.classifier.to_dict(),
+                                    strategy=c.strategy, ratio=c.ratio, seed=s,
+                                    rows=self.keys[f"rows:{c.bone}"],
+                                    negatives=_negatives_from(config, c.bone),
+                                    extra=self.extra_key(c),
+                                    **({"regions": config.regions.to_dict()}
+                                       if level == "region" else {}))
+                    name = f"{LEVEL_FOLDER[level]}:{c.bone}:{c.name}:s{s}"
+                    self.keys[name] = key
+                    keyed.append((level, c, s, name, key))
+        n_cls = len(keyed)
+        done_count = sum(1 for *_, name, key in keyed if self.stages.done(name, key))
         durations: list[float] = []
         extras: dict[str, Manifest] = {}
-        for c, s, key in keyed:
-            name = f"cls:{c.bone}:{c.name}:s{s}"
+        for level, c, s, name, key in keyed:
             if c.strategy == "gan-gated":  # after the baselines: `order` puts it last
                 self.gate(c.bone)
             if self._stage(name, key) is not None:
@@ -690,17 +782,22 @@ class _Run:
                                                             "baseline)" if available == 0
                                                             else ""))
             t0 = time.time()
-            result = classify(self.manifest, c.strategy,
-                              self.run_dir / "cls" / c.bone / c.name / f"seed{s}",
-                              config=config.classifier, bone=c.bone, extra=extra, ratio=ratio,
-                              seed=s, cache_dir=self.run_dir / "cache",
-                              negatives_from=_negatives_from(config, c.bone))
+            common = dict(config=config.classifier, bone=c.bone, extra=extra, ratio=ratio,
+                          seed=s, cache_dir=self.run_dir / "cache",
+                          negatives_from=_negatives_from(config, c.bone))
+            folder = self.run_dir / LEVEL_FOLDER[level] / c.bone / c.name / f"seed{s}"
+            if level == "region":
+                result = classify_regions(self.manifest, c.strategy, folder,
+                                          regions=config.regions, **common)
+            else:
+                result = classify(self.manifest, c.strategy, folder, **common)
             durations.append(time.time() - t0)
             done_count += 1
             self.stages.mark(name, key, {"test_auc": result.test_auc,
                                          "seconds": durations[-1]})
             left = (n_cls - done_count) * float(np.mean(durations))
-            self.step(f"classifier {done_count}/{n_cls} {c.bone} {c.name} seed {s}: test AUC "
+            self.step(f"classifier {done_count}/{n_cls} {c.bone} {c.name}"
+                      f"{' (regions)' if level == 'region' else ''} seed {s}: test AUC "
                       f"{result.test_auc:.3f} (epoch {result.best_epoch}, {durations[-1]:.0f} "
                       f"s; about {_duration(left)} left)")
 
@@ -731,15 +828,19 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": False})
     run = _Run(config, run_dir, say, progress)
-    n_cls = len(run.conditions) * config.protocol.seeds
+    levels = config.protocol.levels
+    n_cls = sum(len(run.level_conditions(v)) for v in levels) * config.protocol.seeds
     n_bones = len(config.protocol.bones or config.data.bones)
     say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), "
-        f"{len(run.conditions)} conditions x {config.protocol.seeds} seed(s) = {n_cls} "
+        f"{len(run.conditions)} conditions x {config.protocol.seeds} seed(s)"
+        f"{' x ' + str(len(levels)) + ' levels' if len(levels) > 1 else ''} = {n_cls} "
         "classifiers")
     if config.note:
         say(config.note.strip())
 
     run.data()
+    for bone in config.protocol.bones or config.data.bones:
+        run.probe(bone)
     needs_gan = bool(run.strategies & {"gan", "gan-gated", "gan-transfer", "tstr"})
     needs_patches = needs_gan or "copypaste" in run.strategies
     for bone in config.data.bones:
@@ -753,26 +854,41 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     run.classifiers()
 
     # evaluation and report (cheap: always redone)
-    predictions, runs = _collect(run_dir, run.conditions, config.protocol.seeds)
-    (run_dir / "evaluation").mkdir(exist_ok=True)
-    predictions.to_csv(run_dir / "evaluation" / "predictions.csv", index=False)
-    runs.to_csv(run_dir / "evaluation" / "runs.csv", index=False)
+    evaluation = run_dir / "evaluation"
+    evaluation.mkdir(exist_ok=True)
+    summaries: dict[str, pd.DataFrame] = {}
+    tables = []
+    for level in levels:
+        predictions, runs = _collect(run_dir, level, run.level_conditions(level),
+                                     config.protocol.seeds)
+        suffix = LEVEL_SUFFIX[level] if level != levels[0] else ""
+        predictions.to_csv(evaluation / f"predictions{suffix}.csv", index=False)
+        runs.to_csv(evaluation / f"runs{suffix}.csv", index=False)
+        summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
+        summaries[level] = summary
+        table = format_table(summary)
+        goal = goal_check(predictions, summary, config.protocol.main_ratio)
+        if not goal.empty:
+            table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 "
+                      "of the baseline-to-oracle gap and beats oversample and copypaste with "
+                      "DeLong p < 0.05; gan-transfer closes >= 1/3):\n" + format_goal(goal))
+        tables.append((f"{level} level:\n" if len(levels) > 1 else "") + table)
+    write_json_atomic(evaluation / "levels.json",
+                      {"levels": levels, "files": {v: LEVEL_SUFFIX[v] if v != levels[0] else ""
+                                                   for v in levels}})
+    write_json_atomic(evaluation / "probe.json", {"results": run.probes})
     skipped = run.skipped()
-    skipped.to_csv(run_dir / "evaluation" / "skipped.csv", index=False)
+    skipped.to_csv(evaluation / "skipped.csv", index=False)
     if len(skipped):
         say(f"{len(skipped)} film(s) skipped by a stage (evaluation/skipped.csv); first: "
             f"{skipped.iloc[0]['image_id']} ({skipped.iloc[0]['stage']}: "
             f"{skipped.iloc[0]['reason']})")
     gates = [run.stages.done(f"gate:{b}") for b in config.data.bones]
-    write_json_atomic(run_dir / "evaluation" / "gate.json",
-                      {"bones": [g for g in gates if g]})
-    summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
-    table = format_table(summary)
-    goal = goal_check(predictions, summary, config.protocol.main_ratio)
-    if not goal.empty:
-        table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 of "
-                  "the baseline-to-oracle gap and beats oversample and copypaste with DeLong "
-                  "p < 0.05; gan-transfer closes >= 1/3):\n" + format_goal(goal))
+    write_json_atomic(evaluation / "gate.json", {"bones": [g for g in gates if g]})
+    table = "\n".join(tables)
+    top = headline(summaries, run.probes)
+    table += "\nheadline (mean AUC over seeds; ΔAUC and DeLong p against the baseline):\n"
+    table += format_headline(top) + "\n"
     # run.json first: the report shows its wall time
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": True})
@@ -781,16 +897,17 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
         from boneaug.experiment.report import write_report
 
         report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
-                                   summary=summary).html
-    return ExperimentResult(run_dir, summary, table, report_path, time.time() - started)
+                                   summary=summaries[levels[0]]).html
+    return ExperimentResult(run_dir, summaries[levels[0]], table, report_path,
+                            time.time() - started)
 
 
-def _collect(run_dir: Path, all_conditions: list[Condition], n_seeds: int
+def _collect(run_dir: Path, level: str, all_conditions: list[Condition], n_seeds: int
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     frames, runs = [], []
     for c in all_conditions:
         for s in range(n_seeds):
-            folder = run_dir / "cls" / c.bone / c.name / f"seed{s}"
+            folder = run_dir / LEVEL_FOLDER[level] / c.bone / c.name / f"seed{s}"
             pred = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str})
             metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
             keys = {"bone": c.bone, "condition": c.name, "strategy": c.strategy,

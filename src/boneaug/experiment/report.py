@@ -13,8 +13,10 @@ and writes
 Inputs (only the predictions are required; a missing optional input makes its section say
 "not in this run"):
 
-- ``evaluation/predictions.csv`` (required), ``evaluation/runs.csv``,
-  ``evaluation/gate.json``;
+- ``evaluation/predictions.csv`` (required: the run's first level), ``evaluation/runs.csv``,
+  ``evaluation/gate.json``, ``evaluation/probe.json`` (the shortcut probes),
+  ``evaluation/levels.json`` and ``evaluation/predictions-<level>.csv`` (the other level,
+  whose summary goes to ``results-<level>.csv``), ``stages/data.json`` (matching);
 - ``config.yaml``, ``run.json``;
 - ``patches/<bone>/lesion/patches.npy`` (uint16 ``(N, P, P)``, value / 65535 in ``[0, 1]``);
 - ``synth/gan/<bone>-s<seed>/``, ``synth/gan/<bone>-from-<gbone>-s<seed>/`` and
@@ -49,25 +51,46 @@ from boneaug.classify.evaluate import (
     summarise,
 )
 from boneaug.classify.metrics import roc_curve
+from boneaug.classify.probe import WARN_AUC, ProbeResult
 from boneaug.data import load_manifest, read_image
 from boneaug.data.files import atomic_path, write_text_atomic
 from boneaug.errors import BoneaugError
+from boneaug.experiment.evidence import headline, verdict
 from boneaug.patches import resize_square
 
 NOT_IN_RUN = "not in this run"
 SAMPLES_PER_ROW = 8
 DEFAULT_PATCH = 64  # sample tile side when the run has no real patches to match
 SECTIONS = (
-    "1. The run",
-    "2. Results",
-    "3. ROC curves",
-    "4. AUC against the synthetic ratio",
-    "5. Generator transfer",
-    "6. Quality gate",
-    "7. Sample sheets",
-    "8. Classifier runs",
-    "9. Config and versions",
+    "1. Headline",
+    "2. The run",
+    "3. Is it about lesions? Shortcut probes",
+    "4. Results",
+    "5. Region level",
+    "6. ROC curves",
+    "7. AUC against the synthetic ratio",
+    "8. Generator transfer",
+    "9. Quality gate",
+    "10. Sample sheets",
+    "11. Classifier runs",
+    "12. Config and versions",
 )
+LEVEL_MEANING = {
+    "image": "a classifier of whole films (the bone's crop): film style can help it",
+    "region": "a classifier of lesion-scale regions, tested on lesion and healthy regions "
+              "of the same real test films and on regions of normal test films: nothing "
+              "outside the lesion can help it",
+}
+PROBE_GUIDE = """<p class="note">A <b>shortcut probe</b> asks whether the classes can be told
+apart without seeing a lesion. Lesion-blind: in the bone's training films, each lesion is
+in-painted from its surroundings, and normal films get blanks of the same size at the same
+place; a logistic regression on 16-px thumbnails is cross-validated with patients kept
+within one fold. Metadata: the same on age, sex, centre and view, where the manifest has
+them. Near 0.5, a classifier must see lesions to win; above 0.6 (highlighted) the image-level
+comparison can be won by film style, anatomy or population, and its results say little
+about lesions: match the negatives (<code>matching</code>) or compare at the region level.
+An AUC well below 0.5 means the probe found nothing: cross-validation on strata that
+matching balanced exactly turns the held-out film's class into its stratum's minority.</p>"""
 STRATEGY_MEANING = {
     "baseline": "real training images only",
     "weighted": "real images, loss weighted by inverse class frequency",
@@ -129,6 +152,16 @@ def write_report(run_dir: str | Path, n_boot: int | None = None,
     csv_path = run / "results.csv"
     with atomic_path(csv_path) as tmp:
         summary.to_csv(tmp, index=False)
+    levels = _levels(run)
+    others: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    for level, suffix in list(levels.items())[1:]:
+        path = run / "evaluation" / f"predictions{suffix}.csv"
+        if path.is_file():
+            level_predictions = read_predictions(path)
+            level_summary = summarise(level_predictions, n_boot=n_boot, seed=seed)
+            with atomic_path(run / f"results{suffix}.csv") as tmp:
+                level_summary.to_csv(tmp, index=False)
+            others[level] = (level_predictions, level_summary)
 
     import matplotlib
 
@@ -136,12 +169,23 @@ def write_report(run_dir: str | Path, n_boot: int | None = None,
     # without a display.
     matplotlib.use("Agg")
     inputs = _Inputs.read(run)
-    page = _Page(run, predictions, summary, inputs, n_boot)
+    page = _Page(run, predictions, summary, inputs, n_boot,
+                 levels=(next(iter(levels)), others))
     html_path = run / "report.html"
     text = page.render()
     write_text_atomic(html_path, text)
     _write_figures(text, run / "figures")
     return ReportPaths(html=html_path, csv=csv_path)
+
+
+def _levels(run: Path) -> dict[str, str]:
+    """The run's levels, first one first, each with the suffix of its evaluation files
+    (``evaluation/levels.json``; a run without it has the image level only)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        saved = json.loads((run / "evaluation" / "levels.json").read_text(encoding="utf-8"))
+        files = saved.get("files") or {}
+        return {str(v): str(files.get(v, "")) for v in saved["levels"]}
+    return {"image": ""}
 
 
 _IMAGE = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -174,6 +218,7 @@ class _Inputs:
     runs: pd.DataFrame | None
     gate: dict[str, Any] | None
     notes: dict[str, str]
+    probes: list[dict[str, Any]] | None = None   # evaluation/probe.json's results
 
     @classmethod
     def read(cls, run: Path) -> _Inputs:
@@ -204,7 +249,10 @@ class _Inputs:
                 config_text = yaml.safe_dump(config, sort_keys=False)
                 notes["config_source"] = ("config.yaml is not in this run; the config below "
                                           "is the one recorded in run.json")
-        return cls(config, config_text, run_info, runs, gate, notes)
+        probe = _read_json(run / "evaluation" / "probe.json", notes, "probe")
+        probes = probe.get("results") if isinstance(probe, dict) else None
+        return cls(config, config_text, run_info, runs, gate, notes,
+                   probes if isinstance(probes, list) else None)
 
 
 def _read_json(path: Path, notes: dict[str, str], key: str) -> dict[str, Any] | None:
@@ -300,6 +348,14 @@ def _wall(info: dict[str, Any]) -> str:
     return _esc(text + " (this invocation; a resumed run counts only its own time)")
 
 
+def _headline_cell(r: pd.Series, key: str) -> str:
+    """One headline cell: condition, mean AUC, ΔAUC and p against the baseline."""
+    if not _text(r[key]):
+        return "-"
+    return (f"{_esc(r[key])}: {_num(r[f'{key}_auc'])} ({_signed(r[f'{key}_delta'])}, "
+            f"p {_pvalue(r[f'{key}_p'])})")
+
+
 def _percent(value: Any) -> str:
     number = _finite(value)
     return "–" if number is None else f"{100 * number:.0f} %"
@@ -391,6 +447,7 @@ dt { font-weight: 600; margin-top: 0.3em; }
 dd { margin-left: 1.5em; }
 .tag-real { color: #1b6e2b; font-weight: 700; }
 .tag-synth { color: #b04a00; font-weight: 700; }
+.warn { background: #fbd9d3; border: 1px solid #d9826f; padding: 0.2em 1em; }
 """
 
 
@@ -398,10 +455,15 @@ class _Page:
     """Builds the HTML of one report; each `_section_*` returns one section's body."""
 
     def __init__(self, run: Path, predictions: pd.DataFrame, summary: pd.DataFrame,
-                 inputs: _Inputs, n_boot: int) -> None:
+                 inputs: _Inputs, n_boot: int,
+                 levels: tuple[str, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] = (
+                     "image", {})) -> None:
         self.run = run
         self.predictions = predictions
         self.summary = _ordered(summary.copy())
+        # the first level's results fill the page; the others get their own section
+        self.level, self.others = levels[0], {
+            level: (pred, _ordered(summ.copy())) for level, (pred, summ) in levels[1].items()}
         self.inputs = inputs
         self.n_boot = n_boot
         self.bones = sorted({_text(b) for b in summary["bone"]})
@@ -410,7 +472,8 @@ class _Page:
     # ------------------------------------------------------------------ structure
 
     def render(self) -> str:
-        bodies = [self._section_run(), self._section_results(), self._section_roc(),
+        bodies = [self._section_headline(), self._section_run(), self._section_probe(),
+                  self._section_results(), self._section_levels(), self._section_roc(),
                   self._section_ratio(), self._section_transfer(), self._section_gate(),
                   self._section_samples(), self._section_runs(), self._section_config()]
         parts = []
@@ -610,6 +673,12 @@ the oracle does not beat the baseline.</li>
     # ------------------------------------------------------------------ 2. results
 
     def _section_results(self) -> str:
+        level = (f'<p class="note">Level: <b>{_esc(self.level)}</b> '
+                 f"({_esc(LEVEL_MEANING.get(self.level, ''))}).</p>")
+        return level + self._results_tables(self.summary, self.predictions) + self._goal()
+
+    def _results_tables(self, summary: pd.DataFrame, predictions: pd.DataFrame,
+                        csv_name: str = "results.csv") -> str:
         header = ["condition", "strategy", "ratio", "generator", "K", "AUC mean ± sd",
                   "ensemble AUC [95 % CI]", "PR AUC mean ± sd", "ensemble PR AUC [95 % CI]",
                   "sens @ 90 % spec mean ± sd", "ensemble sens @ 90 % spec [95 % CI]",
@@ -617,13 +686,15 @@ the oracle does not beat the baseline.</li>
         out = ['<p class="note">One row per condition. Highlighted: DeLong p &lt; 0.05 '
                'against the baseline of the bone (<span style="background:#fff4c2">better'
                '</span>, <span style="background:#fbd9d3">worse</span>). The full table, '
-               "unrounded, is "
-               "<code>results.csv</code> beside this report.</p>"]
-        for bone in self.bones:
+               f"unrounded, is <code>{_esc(csv_name)}</code> beside this report.</p>"]
+        for bone in sorted({_text(b) for b in summary["bone"]}):
             rows, classes = [], []
-            for _, r in self._rows(bone).iterrows():
+            for _, r in summary[summary["bone"].map(_text) == bone].iterrows():
                 seeds = r.get("seeds")
-                k = seeds if _finite(seeds) is not None else self._seed_count(bone, r)
+                k = seeds if _finite(seeds) is not None else int(predictions.loc[
+                    (predictions["bone"].map(_text) == bone)
+                    & (predictions["condition"].map(_text) == _text(r["condition"])),
+                    "seed"].nunique())
                 rows.append([
                     _esc(r["condition"]), _esc(r["strategy"]), _esc(_ratio(r["ratio"])),
                     _esc(r["generator_bone"]), _esc(_text(k)),
@@ -644,8 +715,95 @@ the oracle does not beat the baseline.</li>
                     classes.append("base" if _text(r["strategy"]) == "baseline" else "")
             out.append(f"<h3>{_esc(bone)}</h3>")
             out.append(_table(header, rows, classes))
-        out.append(self._goal())
         return "\n".join(out)
+
+    def _section_levels(self) -> str:
+        if not self.others:
+            return (f"<p>This run compared strategies at the {_esc(self.level)} level only. "
+                    "Set <code>protocol.levels: [image, region]</code> to also compare them "
+                    "on lesion-scale regions of the same test films, where nothing outside "
+                    "the lesion can help (docs/experiment.md).</p>")
+        out = []
+        for level, (predictions, summary) in self.others.items():
+            out.append(f"<h3>{_esc(level)} level</h3><p class=\"note\">"
+                       f"{_esc(LEVEL_MEANING.get(level, '').capitalize())}.</p>")
+            out.append(self._results_tables(summary, predictions, f"results-{level}.csv"))
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ headline, probes
+
+    def _summaries(self) -> dict[str, pd.DataFrame]:
+        return {self.level: self.summary, **{v: s for v, (_, s) in self.others.items()}}
+
+    def _section_headline(self) -> str:
+        table = headline(self._summaries(), self.inputs.probes or [])
+        rows, classes = [], []
+        for _, r in table.iterrows():
+            rows.append([_esc(r["level"]), _esc(r["bone"]), _num(r["probe_auc"], 2),
+                         _num(r["metadata_auc"], 2), _num(r["baseline_auc"]),
+                         *(_headline_cell(r, k) for k in ("best_other", "best_gan",
+                                                             "oracle"))])
+            probe = _finite(r["probe_auc"])
+            classes.append("sig-worse" if probe is not None and probe > WARN_AUC else "")
+        verdicts = "".join(f"<li>{_esc(verdict(r))}</li>" for _, r in table.iterrows())
+        return ('<p class="note">Per level and bone: the shortcut probe (a classifier that '
+                "cannot see the lesion; near 0.5 is what a comparison about lesions needs), "
+                "the baseline's mean test AUC over seeds, and the best non-generative, the "
+                "best generative and the best oracle condition by mean AUC, each with ΔAUC "
+                "(seed ensemble) and DeLong p against the baseline.</p>"
+                + _table(["level", "bone", "probe AUC", "metadata AUC", "baseline AUC",
+                          "best non-generative", "best generative", "oracle"], rows, classes)
+                + f"<ul>{verdicts}</ul>"
+                + f"<p>Wall time of the run: {self._wall_text()}.</p>")
+
+    def _wall_text(self) -> str:
+        info = self.inputs.run_info or {}
+        return _wall(info) if _finite(info.get("wall_seconds")) is not None else NOT_IN_RUN
+
+    def _section_probe(self) -> str:
+        probes = self.inputs.probes
+        if probes is None:
+            return _missing("the shortcut probe (evaluation/probe.json)")
+        if not probes:
+            return "<p>The probe was switched off (<code>probe.enabled: false</code>).</p>"
+        rows, classes = [], []
+        for p in probes:
+            result = ProbeResult.from_dict(p)
+            meta = ("-" if result.metadata_auc is None else
+                    _ci(result.metadata_auc, *(result.metadata_ci or (None, None))))
+            rows.append([_esc(result.bone), _esc(result.level), _esc(result.when or "-"),
+                         _num(result.n_pos, 0), _num(result.n_neg, 0),
+                         _ci(result.auc, *result.ci), meta,
+                         _esc(", ".join(result.metadata_columns) or "-")])
+            high = result.auc > WARN_AUC or (result.metadata_auc or 0) > WARN_AUC
+            classes.append("sig-worse" if high else "")
+        warnings = [ProbeResult.from_dict(p).warning for p in probes]
+        out = [PROBE_GUIDE, _table(["bone", "level", "when", "positives", "negatives",
+                                    "lesion-blind AUC [95 % CI]", "metadata AUC [95 % CI]",
+                                    "metadata used"], rows, classes)]
+        if any(warnings):
+            out.append('<div class="warn"><ul>' + "".join(
+                f"<li>{_esc(line)}</li>" for w in warnings for line in w.splitlines()
+                if line) + "</ul></div>")
+        out.append(self._matching())
+        return "\n".join(out)
+
+    def _matching(self) -> str:
+        data = _read_json(self.run / "stages" / "data.json", {}, "data") or {}
+        matches = data.get("matching")
+        if not matches:
+            return ("<p>Negatives were not matched to the positives "
+                    "(<code>matching.on: []</code>).</p>")
+        rows = []
+        for m in matches:
+            for split, c in (m.get("per_split") or {}).items():
+                rows.append([_esc(m.get("bone")), _esc(", ".join(m.get("columns") or [])),
+                             _esc(split), f"{c.get('positives_kept')} of {c.get('positives')}",
+                             f"{c.get('negatives_kept')} of {c.get('negatives')}"])
+        return ("<h3>Matched negatives</h3><p class=\"note\">Per bone and split, the films "
+                "matching kept (case-control on the columns named; docs/experiment.md).</p>"
+                + _table(["bone", "matched on", "split", "positives kept",
+                          "negatives kept"], rows))
 
     def _goal(self) -> str:
         """The benchmark's goal (`evaluate.goal_check`) at the main ratio, line by line."""
@@ -666,11 +824,6 @@ the oracle does not beat the baseline.</li>
         classes = ["sig" if r["goal"] else "" for _, r in goal.iterrows()]
         return head + _table(["bone", "condition", "against", "gap closed / ΔAUC",
                               "DeLong p", "goal"], rows, classes)
-
-    def _seed_count(self, bone: str, row: pd.Series) -> int:
-        mask = ((self.predictions["bone"].map(_text) == bone)
-                & (self.predictions["condition"].map(_text) == _text(row["condition"])))
-        return int(self.predictions.loc[mask, "seed"].nunique())
 
     # ------------------------------------------------------------------ 3. ROC
 

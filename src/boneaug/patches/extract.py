@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def extract_patches(
     for kind, row in bar:
         # Each image is read once: lesion rows first, because the healthy crop sizes are
         # drawn from the lesion crops' sizes and B's place in a film from their sites.
-        image = _read_film(manifest, row, skips)
+        image = read_film(manifest, row, skips)
         if image is None:
             continue
         if kind == "lesion":
@@ -164,8 +165,8 @@ def extract_patches(
             skips.add(row["image_id"], row["path"], "no bone found" if not region.any()
                       else f"no bone where {bone} lies in films like it")
             continue
-        made = _healthy_crops(image, region, centres, size, healthy_per_image, side_rel,
-                              min_bone_fraction, rng)
+        made = draw_healthy_crops(image, region, centres, size, healthy_per_image, side_rel,
+                                  min_bone_fraction, rng)
         if len(made) < healthy_per_image:
             warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
                             f"healthy crops had >= {min_bone_fraction:.0%} bone")
@@ -265,7 +266,7 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
     return lesion_rows, healthy_rows, warnings
 
 
-def _read_film(manifest: Manifest, row: dict, skips: Skips) -> np.ndarray | None:
+def read_film(manifest: Manifest, row: dict, skips: Skips) -> np.ndarray | None:
     """The row's image, or None (recorded in `skips` with the reason) when it is unusable."""
     path = manifest.resolve(row["path"])
     try:
@@ -283,7 +284,7 @@ def _read_film(manifest: Manifest, row: dict, skips: Skips) -> np.ndarray | None
 # --------------------------------------------------------------------------- crops
 
 
-def _square(cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
+def square_box(cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     return x0, y0, x0 + side, y0 + side
 
@@ -301,16 +302,20 @@ def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, co
         dx, dy = rng.uniform(-1.0, 1.0, size=2)
         dx *= min(jitter * side, max(0.0, (side - w) / 2))
         dy *= min(jitter * side, max(0.0, (side - h) / 2))
-        crop_box = _square((x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, int(round(side)))
+        crop_box = square_box((x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, int(round(side)))
         crops.append(_Crop(resize_square(crop_reflect(image, crop_box), size), crop_box, {}))
     return crops
 
 
-def _healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, size: int,
-                   count: int, side_rel: list[float], min_bone: float,
-                   rng: np.random.Generator) -> list[tuple[_Crop, float]]:
+def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, size: int,
+                       count: int, side_rel: list[float], min_bone: float,
+                       rng: np.random.Generator, *, avoid: list[list[float]] | None = None,
+                       tries: int = TRIES_PER_PATCH) -> list[tuple[_Crop, float]]:
     """Up to `count` crops centred on pixels of `centres` (where the bone lies), each with
-    a share >= `min_bone` of bone (`region`)."""
+    a share >= `min_bone` of bone (`region`) and overlapping none of the boxes `avoid`
+    (``[x0, y0, x1, y1]``: the lesions of a lesion film, whose healthy parts are wanted).
+    Returns (crop, bone share) pairs; a crop's side is a shorter image side times one of
+    `side_rel`, its `row` is empty."""
     ys, xs = np.nonzero(centres)
     if ys.size == 0:
         return []
@@ -319,14 +324,16 @@ def _healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, s
     rel = np.asarray(side_rel, dtype=np.float64)
     made: list[tuple[_Crop, float]] = []
     for _ in range(count):
-        for _ in range(TRIES_PER_PATCH):
+        for _ in range(tries):
             side = int(np.clip(round(rel[rng.integers(rel.size)] * short), 2, short))
             k = rng.integers(ys.size)
             # Keep the crop inside the image: normal images have no lesion that forces a
             # position, so there is no reason to invent reflected borders.
             cx = float(np.clip(xs[k] + 0.5, side / 2, width - side / 2))
             cy = float(np.clip(ys[k] + 0.5, side / 2, height - side / 2))
-            crop_box = _square(cx, cy, side)
+            crop_box = square_box(cx, cy, side)
+            if avoid and any(boxes_overlap(crop_box, box) for box in avoid):
+                continue
             bx0, by0, bx1, by1 = crop_box
             fraction = float(region[max(by0, 0):by1, max(bx0, 0):bx1].sum()) / (side * side)
             if fraction >= min_bone:
@@ -334,6 +341,11 @@ def _healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, s
                 made.append((_Crop(patch, crop_box, {}), fraction))
                 break
     return made
+
+
+def boxes_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two ``[x0, y0, x1, y1]`` boxes (ends exclusive) share any area."""
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _rel(crop_box: tuple[int, int, int, int], shape: tuple[int, int]) -> float:
