@@ -19,7 +19,7 @@ CONFOUNDED = {
     "data.bones": ["humerus"], "data.normal": 600, "data.lesion": 200, "data.size": 96,
     "data.prevalence": 0.2,
     "data.phantom": {"films": "mixed", "labelled_normals": 1.0, "confound": 0.7},
-    "matching.on": ["auto"], "matching.ratio": 1, "matching.age_band": 10,
+    "matching.columns": ["auto"], "matching.ratio": 1, "matching.age_band": 10,
     "regions.size": 32, "regions.healthy_per_film": 1,
     "classifier.size": 32, "classifier.width": 4, "classifier.epochs": 1,
     "classifier.steps_per_epoch": 2, "classifier.device": "cpu", "classifier.crop": "image",

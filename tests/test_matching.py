@@ -90,7 +90,7 @@ def test_strata_band_ages_and_keep_missing_values_apart() -> None:
 
 def test_every_stratum_keeps_the_same_share_of_positives() -> None:
     table = random_table(seed=1)
-    config = MatchingConfig(on=["center", "sex", "age"], ratio=2.0, age_band=30)
+    config = MatchingConfig(columns=["center", "sex", "age"], ratio=2.0, age_band=30)
     positives, negatives, match = match_bone(table, "femur", config, seed=0)
     columns = match.columns
     assert columns == ["center", "sex", "age"]
@@ -118,7 +118,7 @@ def test_ample_negatives_give_exactly_the_ratio_and_the_positives_distribution()
         rows += films(20, 0, center=center, age=age)
     rows += films(20, 0, center="4", age="50")  # a centre without positives
     table = new_table(rows)
-    config = MatchingConfig(on=["center", "age"], ratio=3)
+    config = MatchingConfig(columns=["center", "age"], ratio=3)
     positives, negatives, match = match_bone(table, "femur", config, seed=5)
     assert len(positives) == 10 and len(negatives) == 30 and match.ratios == {"train": 3.0}
     pos = stratum_counts(table, positives, match.columns, 10)
@@ -133,7 +133,7 @@ def test_confounded_negatives_take_the_positives_centre_and_age() -> None:
     assert table.loc[real_pos, "center"].eq("1").mean() == pytest.approx(0.8)
     assert table.loc[real_neg, "center"].eq("1").mean() < 0.1  # the shortcut
     assert pd.to_numeric(table.loc[real_neg, "age"]).mean() > 50
-    matched, matches = apply_matching(table, ["femur"], MatchingConfig(on=["center", "age"]),
+    matched, matches = apply_matching(table, ["femur"], MatchingConfig(columns=["center", "age"]),
                                       seed=0)
     assert len(matched) == len(table)  # rows are never removed
     for split in ("train", "test"):
@@ -158,7 +158,7 @@ def test_a_positive_without_a_negative_in_its_stratum_is_dropped_and_listed() ->
     rows = films(4, 1, center="1") + films(20, 0, center="1")
     lonely = film(1, center="3")
     table = new_table(rows + [lonely])
-    config = MatchingConfig(on=["center"])
+    config = MatchingConfig(columns=["center"])
     positives, _, match = match_bone(table, "femur", config, seed=0)
     assert match.dropped_positives == [lonely["image_id"]]
     assert lonely["image_id"] not in set(table.loc[positives, "image_id"])
@@ -176,7 +176,7 @@ def test_a_split_whose_positives_share_no_stratum_with_its_negatives_is_an_error
     rows = (films(2, 1, center="1") + films(8, 0, center="1")
             + films(2, 1, split="test", center="1") + films(8, 0, split="test", center="2"))
     with pytest.raises(BoneaugError, match=r"matching femur on center: no test positive"):
-        match_bone(new_table(rows), "femur", MatchingConfig(on=["center"]), seed=0)
+        match_bone(new_table(rows), "femur", MatchingConfig(columns=["center"]), seed=0)
 
 
 def test_a_split_with_nothing_to_match_is_kept_as_it_is() -> None:
@@ -184,7 +184,7 @@ def test_a_split_with_nothing_to_match_is_kept_as_it_is() -> None:
             + films(2, 1, split="val", center="2")            # val: no negatives
             + films(3, 0, split="test", center="2"))          # test: no positives
     table = new_table(rows)
-    _, _, match = match_bone(table, "femur", MatchingConfig(on=["center"]), seed=0)
+    _, _, match = match_bone(table, "femur", MatchingConfig(columns=["center"]), seed=0)
     assert match.per_split["val"] == {"positives": 2, "positives_kept": 2,
                                       "negatives": 0, "negatives_kept": 0}
     assert match.per_split["test"]["negatives_kept"] == 3
@@ -195,7 +195,7 @@ def test_synthetic_rows_take_no_part() -> None:
     rows = films(2, 1, center="1") + films(8, 0, center="2") + films(8, 0, center="1")
     synthetic = film(1, center="9", origin="synthetic", provenance="{}")
     table = new_table(rows + [synthetic])
-    matched, matches = apply_matching(table, ["femur"], MatchingConfig(on=["center"]), seed=0)
+    matched, matches = apply_matching(table, ["femur"], MatchingConfig(columns=["center"]), seed=0)
     assert matched.loc[matched["origin"] == "synthetic", MATCHED_OUT_COLUMN].item() == ""
     assert matches[0].per_split["train"]["positives"] == 2
 
@@ -219,7 +219,7 @@ def left_out_for(table: pd.DataFrame, bone: str) -> set[str]:
 
 def test_matching_is_deterministic_and_each_bone_independent_of_the_others() -> None:
     table = two_bones()
-    config = MatchingConfig(on=["center"], ratio=8)
+    config = MatchingConfig(columns=["center"], ratio=8)
     once, _ = apply_matching(table, ["femur"], config, seed=3)
     again, _ = apply_matching(table, ["femur"], config, seed=3)
     pd.testing.assert_frame_equal(once, again)
@@ -241,7 +241,7 @@ def test_matched_out_is_appended_to() -> None:
     table[MATCHED_OUT_COLUMN] = ""
     knee = table.index[table["bone"] == "lower_limb"]
     table.loc[knee, MATCHED_OUT_COLUMN] = "Tibia"
-    matched, _ = apply_matching(table, ["femur"], MatchingConfig(on=["center"], ratio=2), 0)
+    matched, _ = apply_matching(table, ["femur"], MatchingConfig(columns=["center"], ratio=2), 0)
     values = set(matched.loc[knee, MATCHED_OUT_COLUMN])
     assert values <= {"tibia", "tibia;femur"} and "tibia;femur" in values
 
@@ -252,32 +252,32 @@ def test_matched_out_is_appended_to() -> None:
 def test_auto_takes_only_the_columns_with_values() -> None:
     rows = films(2, 1, center="1", gender="F", age="") + films(6, 0, center="1", gender="F")
     table = new_table(rows)  # an age column, all empty; no view column
-    assert matched_columns(table, MatchingConfig(on=["auto"])) == ["center", "gender"]
-    _, _, match = match_bone(table, "femur", MatchingConfig(on="auto"), seed=0)
+    assert matched_columns(table, MatchingConfig(columns=["auto"])) == ["center", "gender"]
+    _, _, match = match_bone(table, "femur", MatchingConfig(columns="auto"), seed=0)
     assert match.columns == ["center", "gender"]
     with pytest.raises(BoneaugError, match="none of the columns"):
-        matched_columns(new_table(films(2, 1)), MatchingConfig(on=["auto"]))
+        matched_columns(new_table(films(2, 1)), MatchingConfig(columns=["auto"]))
 
 
 def test_column_aliases() -> None:
     table = new_table(films(2, 1, centre="A", gender="M") + films(6, 0, centre="A", gender="M"))
-    assert matched_columns(table, MatchingConfig(on=["center", "sex"])) == ["centre", "gender"]
-    assert matched_columns(table, MatchingConfig(on=["gender", "sex"])) == ["gender"]
+    assert matched_columns(table, MatchingConfig(columns=["center", "sex"])) == ["centre", "gender"]
+    assert matched_columns(table, MatchingConfig(columns=["gender", "sex"])) == ["gender"]
 
 
 def test_a_named_column_the_manifest_lacks_is_an_error() -> None:
     table = new_table(films(2, 1, center="1", view="") + films(6, 0, center="1", view=""))
     with pytest.raises(BoneaugError, match=r"'view'.*column view"):
-        match_bone(table, "femur", MatchingConfig(on=["center", "view"]), seed=0)
+        match_bone(table, "femur", MatchingConfig(columns=["center", "view"]), seed=0)
 
 
 # --------------------------------------------------------------------------- config
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"on": ["centre", "hospital"]}, "cannot match on 'hospital'"),
-    ({"on": ["auto", "age"]}, "either"),
-    ({"on": [3]}, "must be a list"),
+    ({"columns": ["centre", "hospital"]}, "cannot match on 'hospital'"),
+    ({"columns": ["auto", "age"]}, "either"),
+    ({"columns": [3]}, "must be a list"),
     ({"ratio": 0}, "ratio"),
     ({"ratio": -1.5}, "ratio"),
     ({"ratio": True}, "ratio"),
@@ -299,8 +299,8 @@ def test_off_leaves_the_table_unchanged() -> None:
 
 
 def test_reports_are_plain_data() -> None:
-    config = MatchingConfig(on=["center", "age"], ratio=4, age_band=10)
-    assert config.to_dict() == {"on": ["center", "age"], "ratio": 4, "age_band": 10}
+    config = MatchingConfig(columns=["center", "age"], ratio=4, age_band=10)
+    assert config.to_dict() == {"columns": ["center", "age"], "ratio": 4, "age_band": 10}
     _, matches = apply_matching(confounded(), ["femur"], config, seed=0)
     data = matches[0].to_dict()
     assert data["bone"] == "femur" and data["columns"] == ["center", "age"]

@@ -60,34 +60,35 @@ def _key(name: str) -> str | None:
 class MatchingConfig:
     """Which metadata to match a bone's negatives to its positives on, and how many.
 
-    on: keys of `KNOWN` (``center``, ``view``, ``sex``, ``age``; a column alias such as
+    columns: keys of `KNOWN` (``center``, ``view``, ``sex``, ``age``; a column alias such as
     ``gender`` also works), or ``["auto"]``: every known column the manifest has a value
     in. ``[]`` turns matching off.
     ratio: negatives per positive, at most.
     age_band: years per age band (``age`` is matched by band).
     """
 
-    on: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
     ratio: float = 4.0
     age_band: int = 10
 
     def __post_init__(self) -> None:
-        if isinstance(self.on, str):  # YAML "on: auto"
-            self.on = [self.on]
+        if isinstance(self.columns, str):  # YAML "columns: auto"
+            self.columns = [self.columns]
 
     def validate(self, where: str = "matching") -> None:
         """Raise a one-line `BoneaugError` for anything that cannot be matched on."""
         known = ", ".join(KNOWN)
-        if not isinstance(self.on, list | tuple) or not all(isinstance(k, str) for k in self.on):
-            raise BoneaugError(f"{where}: on must be a list of {known}, or auto; "
-                               f"got {self.on!r}")
-        for name in self.on:
+        names = self.columns
+        if not isinstance(names, list | tuple) or not all(isinstance(k, str) for k in names):
+            raise BoneaugError(f"{where}: columns must be a list of {known}, or auto; "
+                               f"got {self.columns!r}")
+        for name in self.columns:
             if name != AUTO and _key(name) is None:
                 raise BoneaugError(f"{where}: cannot match on {name!r} (known: {known}, "
                                    f"or auto)")
-        if AUTO in self.on and len(self.on) > 1:
-            raise BoneaugError(f"{where}: on is either [auto] or a list of {known}; "
-                               f"got {self.on!r}")
+        if AUTO in self.columns and len(self.columns) > 1:
+            raise BoneaugError(f"{where}: columns is either [auto] or a list of {known}; "
+                               f"got {self.columns!r}")
         ratio = self.ratio
         if (isinstance(ratio, bool) or not isinstance(ratio, int | float)
                 or not math.isfinite(ratio) or ratio <= 0):
@@ -99,7 +100,7 @@ class MatchingConfig:
                                f"1; got {band!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"on": list(self.on), "ratio": self.ratio, "age_band": self.age_band}
+        return {"columns": list(self.columns), "ratio": self.ratio, "age_band": self.age_band}
 
 
 @dataclass
@@ -167,13 +168,13 @@ def strata(table: pd.DataFrame, columns: list[str], age_band: int) -> pd.Series:
 
 
 def matched_columns(table: pd.DataFrame, config: MatchingConfig) -> list[str]:
-    """The manifest columns `config.on` means: per key the first of its `KNOWN` columns
+    """The manifest columns `config.columns` means: per key the first of its `KNOWN` columns
     that has a value in a real row. A named key without one is an error; ``auto`` takes
     every key that has one, and is an error only when none has."""
     config.validate()
     real = table[table["origin"] == "real"] if "origin" in table.columns else table
-    auto = config.on == [AUTO]
-    keys = list(KNOWN) if auto else list(dict.fromkeys(_key(k) for k in config.on))
+    auto = config.columns == [AUTO]
+    keys = list(KNOWN) if auto else list(dict.fromkeys(_key(k) for k in config.columns))
     columns = []
     for key in keys:
         assert key is not None  # validate() refused unknown names
@@ -185,7 +186,7 @@ def matched_columns(table: pd.DataFrame, config: MatchingConfig) -> list[str]:
         if found is not None:
             columns.append(found)
     if auto and not columns:
-        raise BoneaugError(f"matching: on [auto], but the manifest has none of the columns "
+        raise BoneaugError(f"matching: columns [auto], but the manifest has none of the columns "
                            f"{', '.join(c for a in KNOWN.values() for c in a)} with a value")
     return columns
 
@@ -293,12 +294,12 @@ def apply_matching(table: pd.DataFrame, bones: list[str], config: MatchingConfig
     which matching left its film out (appended to a value it had), and one report per
     bone. Rows are never removed: a film left out for one bone may be a negative of
     another that keeps it. Each bone is matched on `table` as given, so no bone's matching
-    depends on another's. With ``config.on == []`` the copy is unchanged and the reports
+    depends on another's. With ``config.columns == []`` the copy is unchanged and the reports
     are ``[]``.
     """
     config.validate()
     out = table.copy()
-    if not config.on:
+    if not config.columns:
         return out, []
     left_out: dict[Any, list[str]] = {}
     matches = []

@@ -324,7 +324,7 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
         say(format_bones(assigned))
         for warning in assigned.warnings:
             say(f"warning: {warning}")
-    if config.matching.on:
+    if config.matching.columns:
         # before rarity: the negatives are matched to every positive of the bone, so they
         # stay matched in distribution to the positives that rarity keeps
         negatives = {b: _negatives_from(config, b) for b in data.bones}
@@ -549,7 +549,7 @@ class _Run:
             return
         levels = config.protocol.levels
         key = stage_key(probe=asdict(config.probe), rows=self.keys[f"rows:{bone}"],
-                        pool=self.keys[f"pool:{bone}"], matched=bool(config.matching.on),
+                        pool=self.keys[f"pool:{bone}"], matched=bool(config.matching.columns),
                         n_boot=config.protocol.n_boot,
                         regions=config.regions.to_dict() if "region" in levels else None,
                         seed=config.seed)
@@ -564,7 +564,7 @@ class _Run:
             try:
                 results += image_probes(self.manifest, pool, bone,
                                         negatives_from=_negatives_from(config, bone),
-                                        matched=bool(config.matching.on), **settings)
+                                        matched=bool(config.matching.columns), **settings)
             except BoneaugError as exc:
                 problems.append(str(exc))
             if "region" in levels:

@@ -793,7 +793,7 @@ the oracle does not beat the baseline.</li>
         matches = data.get("matching")
         if not matches:
             return ("<p>Negatives were not matched to the positives "
-                    "(<code>matching.on: []</code>).</p>")
+                    "(<code>matching.columns: []</code>).</p>")
         rows = []
         for m in matches:
             for split, c in (m.get("per_split") or {}).items():
