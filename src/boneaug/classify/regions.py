@@ -280,7 +280,7 @@ def _healthy_regions(manifest: Manifest, image: np.ndarray, row: dict, bone: str
     rng = np.random.default_rng([seed, zlib.crc32(str(row["image_id"]).encode())])
     made = draw_healthy_crops(image, region, centres, config.size, config.healthy_per_film,
                               sites.side_rel, config.min_bone, rng, avoid=row["boxes"],
-                              tries=HEALTHY_TRIES)
+                              tries=HEALTHY_TRIES, keep_side=True)
     regions = [_Region(crop.patch, 0, f"{row['image_id']}#H{k}", [], list(crop.box))
                for k, (crop, _) in enumerate(made)]
     return regions, (f"no region with >= {config.min_bone:.0%} bone" +

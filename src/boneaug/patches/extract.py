@@ -310,12 +310,16 @@ def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, co
 def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, size: int,
                        count: int, side_rel: list[float], min_bone: float,
                        rng: np.random.Generator, *, avoid: list[list[float]] | None = None,
-                       tries: int = TRIES_PER_PATCH) -> list[tuple[_Crop, float]]:
+                       tries: int = TRIES_PER_PATCH, keep_side: bool = False
+                       ) -> list[tuple[_Crop, float]]:
     """Up to `count` crops centred on pixels of `centres` (where the bone lies), each with
     a share >= `min_bone` of bone (`region`) and overlapping none of the boxes `avoid`
     (``[x0, y0, x1, y1]``: the lesions of a lesion film, whose healthy parts are wanted).
     Returns (crop, bone share) pairs; a crop's side is a shorter image side times one of
-    `side_rel`, its `row` is empty."""
+    `side_rel`, its `row` is empty. `keep_side`: a crop keeps the side first drawn over all
+    its tries, so that the sides made follow `side_rel` (redrawing favours small sides,
+    which fit on bone and beside lesions more easily, and the region level's healthy
+    regions would differ from its lesion regions by scale)."""
     ys, xs = np.nonzero(centres)
     if ys.size == 0:
         return []
@@ -324,8 +328,10 @@ def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarra
     rel = np.asarray(side_rel, dtype=np.float64)
     made: list[tuple[_Crop, float]] = []
     for _ in range(count):
+        side = 0
         for _ in range(tries):
-            side = int(np.clip(round(rel[rng.integers(rel.size)] * short), 2, short))
+            if not (keep_side and side):
+                side = int(np.clip(round(rel[rng.integers(rel.size)] * short), 2, short))
             k = rng.integers(ys.size)
             # Keep the crop inside the image: normal images have no lesion that forces a
             # position, so there is no reason to invent reflected borders.
