@@ -74,7 +74,7 @@ from boneaug.patches.location import THUMB, BoneLocator, film_thumbnail
 
 EVAL_SEED = 0          # the val and test regions: one draw for every strategy and seed
 HEALTHY_TRIES = 4 * TRIES_PER_PATCH  # lesion films leave healthy regions less room
-CACHE_VERSION = 1      # bump when the regions of the same inputs change
+CACHE_VERSION = 2      # bump when the regions of the same inputs change
 
 
 @dataclass
