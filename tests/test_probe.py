@@ -249,6 +249,10 @@ def test_round_trip_and_format() -> None:
     assert "warning: femur (region level): a lesion-blind classifier separates lesion " \
            "regions from healthy regions at AUC 0.71" in text
     assert "metadata alone" not in text
+    # above the line, but the interval holds chance: undecided, not a shortcut
+    unsure = ProbeResult.from_dict({**result.to_dict(), "auc": 0.63, "ci": [0.41, 0.8]})
+    assert "0.63 [0.41, 0.80]" in unsure.warning and "too few films" in unsure.warning
+    assert "can be won" not in unsure.warning
 
 
 def test_too_few_positives_is_one_clear_error() -> None:

@@ -245,3 +245,10 @@ def test_headline_and_probe_warn_when_the_probe_is_high(tmp_path):
     assert "femur (image level): NOT about lesions" in headline
     assert "tibia (image level): NOT" not in headline  # no probe for the tibia: no verdict
     assert "0.740 [0.660, 0.820]" in section(page, 3) and 'class="warn"' in section(page, 3)
+    assert "0.74 [0.66, 0.82]" in headline
+    # a probe above the line whose interval holds chance is undecided, not a verdict
+    probe.update(auc=0.63, ci=[0.42, 0.81])
+    (run / "evaluation" / "probe.json").write_text(json.dumps({"results": [probe]}))
+    headline = section(write_report(run, n_boot=20).html.read_text(encoding="utf-8"), 1)
+    assert "femur (image level): a shortcut is NOT ruled out" in headline
+    assert "NOT about lesions" not in headline

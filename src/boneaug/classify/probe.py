@@ -495,12 +495,18 @@ class ProbeResult:
     @property
     def warning(self) -> str:
         """``""`` when both AUCs are at most `WARN_AUC`, else one plain sentence per AUC
-        above it (joined by a newline)."""
+        above it (joined by a newline). A lesion-blind AUC above the line whose 95 % interval
+        still holds 0.5 is reported as undecided, not as a shortcut."""
         where = f"{self.bone} ({self.level} level{', ' + self.when if self.when else ''})"
         what = "lesion regions from healthy regions" if self.level == "region" else \
             "lesion films from normal films"
         lines = []
-        if self.auc > WARN_AUC:
+        if self.auc > WARN_AUC and self.ci[0] <= 0.5:
+            lines.append(f"{where}: a lesion-blind classifier reaches AUC {self.auc:.2f} "
+                         f"[{self.ci[0]:.2f}, {self.ci[1]:.2f}] on {what} (> {WARN_AUC}, but "
+                         "the interval holds 0.5): too few films to rule a shortcut in or "
+                         "out.")
+        elif self.auc > WARN_AUC:
             lines.append(f"{where}: a lesion-blind classifier separates {what} at AUC "
                          f"{self.auc:.2f} (> {WARN_AUC}): the comparison can be won without "
                          "seeing a lesion.")

@@ -40,7 +40,8 @@ from boneaug.data.matching import MATCHED_OUT_COLUMN
 NON_GENERATIVE = ("weighted", "oversample", "classic", "copypaste")
 GENERATIVE = ("gan", "gan-gated", "gan-transfer", "tstr")
 
-HEADLINE_COLUMNS = ("level", "bone", "probe_auc", "metadata_auc", "baseline_auc",
+HEADLINE_COLUMNS = ("level", "bone", "probe_auc", "probe_low", "probe_high",
+                    "metadata_auc", "baseline_auc",
                     "best_other", "best_other_auc", "best_other_delta", "best_other_p",
                     "best_gan", "best_gan_auc", "best_gan_delta", "best_gan_p",
                     "oracle", "oracle_auc", "oracle_delta", "oracle_p")
@@ -100,6 +101,12 @@ def _probe_for(probes: list[dict[str, Any]], level: str, bone: str) -> dict[str,
     return (after or mine or [None])[-1]
 
 
+def _ci(probe: dict[str, Any] | None, end: int) -> float:
+    """One end of a probe's 95 % interval; NaN without a probe or an interval."""
+    ci = (probe or {}).get("ci")
+    return float(ci[end]) if ci is not None and len(ci) == 2 else math.nan
+
+
 def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
              ) -> pd.DataFrame:
     """One row per (level, bone): the probe, the baseline's mean AUC and the best
@@ -113,6 +120,7 @@ def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
             row: dict[str, Any] = {
                 "level": level, "bone": bone,
                 "probe_auc": probe.get("auc") if probe else math.nan,
+                "probe_low": _ci(probe, 0), "probe_high": _ci(probe, 1),
                 "metadata_auc": (probe.get("metadata_auc") if probe
                                  and probe.get("metadata_auc") is not None else math.nan),
                 "baseline_auc": float(base["auc_mean"].iloc[0]) if len(base) else math.nan}
@@ -141,6 +149,8 @@ def format_headline(table: pd.DataFrame) -> str:
     lines = []
     for _, r in table.iterrows():
         probe = "-" if not math.isfinite(r["probe_auc"]) else f"{r['probe_auc']:.2f}"
+        if math.isfinite(r["probe_low"]):
+            probe += f" [{r['probe_low']:.2f}, {r['probe_high']:.2f}]"
         meta = "" if not math.isfinite(r["metadata_auc"]) else (
             f", metadata {r['metadata_auc']:.2f}")
         lines.append(
@@ -158,6 +168,13 @@ def verdict(r: pd.Series) -> str:
     where = f"{r['bone']} ({r['level']} level)"
     probe = r["probe_auc"]
     if math.isfinite(probe) and probe > WARN_AUC:
+        low, high = r.get("probe_low", math.nan), r.get("probe_high", math.nan)
+        if math.isfinite(low) and low <= 0.5:
+            # above the line, but its interval holds chance: too few films to say either way
+            return (f"{where}: a shortcut is NOT ruled out - a lesion-blind classifier "
+                    f"reaches AUC {probe:.2f} [{low:.2f}, {high:.2f}] (> {WARN_AUC}, but the "
+                    "interval holds 0.5: too few films to tell); read its comparisons with "
+                    "care")
         return (f"{where}: NOT about lesions - a lesion-blind classifier separates the "
                 f"classes at AUC {probe:.2f} (> {WARN_AUC}); its comparisons can be won "
                 "without seeing a lesion")

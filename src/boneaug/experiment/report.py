@@ -310,6 +310,15 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if number is None else f"{number:.{digits}f}"
 
 
+def _probe_cell(r: pd.Series) -> str:
+    """The probe AUC of a headline row with its 95 % interval when it has one."""
+    if _finite(r["probe_auc"]) is None:
+        return "–"
+    if _finite(r.get("probe_low")) is None:
+        return _num(r["probe_auc"], 2)
+    return f"{r['probe_auc']:.2f} [{r['probe_low']:.2f}, {r['probe_high']:.2f}]"
+
+
 def _pm(mean: Any, sd: Any, digits: int = 3) -> str:
     if _finite(mean) is None:
         return "–"
@@ -739,7 +748,7 @@ the oracle does not beat the baseline.</li>
         table = headline(self._summaries(), self.inputs.probes or [])
         rows, classes = [], []
         for _, r in table.iterrows():
-            rows.append([_esc(r["level"]), _esc(r["bone"]), _num(r["probe_auc"], 2),
+            rows.append([_esc(r["level"]), _esc(r["bone"]), _probe_cell(r),
                          _num(r["metadata_auc"], 2), _num(r["baseline_auc"]),
                          *(_headline_cell(r, k) for k in ("best_other", "best_gan",
                                                              "oracle"))])
