@@ -223,37 +223,55 @@ def test_bad_config_is_one_line_error(tmp_path, change, message):
     assert not (tmp_path / "out").exists()
 
 
-# Digests of single-mode films rendered before the mixed mode existed (same on the
-# original code and now): `films="single"` must stay pixel-identical, since the demo and
-# the benchmark are calibrated on it. Quantised to 16 bits, as the PNGs are written.
-SINGLE_MODE_DIGESTS = {
-    ("femur", 0): "7a37bd66c3fb8f1e", ("femur", 1): "934c86da33132bec",
-    ("femur", "plain"): "ac60b10cfc117da3",
-    ("tibia", 0): "d0d59a5d68abc20e", ("tibia", 1): "56052e6b661fceab",
-    ("tibia", "plain"): "69806aced586e087",
-    ("humerus", 0): "b477815565ff48a1", ("humerus", 1): "3739e646917b5b2a",
-    ("humerus", "plain"): "2124f465e89a7f31",
+# Fingerprints of single-mode films rendered by the code before the mixed mode existed
+# (commit 12af9c3; the current code gives the same): `films="single"` must stay as it was,
+# since the demo and the benchmark are calibrated on it. A fingerprint is the image's sum,
+# its x- and y-weighted sums and its sum of squares, the bone and lesion mask areas and the
+# boxes. Compared with a tolerance, not as a hash: numpy's SIMD paths (AVX2, AVX-512) round
+# sin/exp differently in the last bits, and a hash of the 16-bit film changed with the
+# machine while the films did not.
+SINGLE_MODE_FINGERPRINTS = {
+    ("femur", 0): [787.0592, 409.9619, 402.701, 338.1543, 511, 0, []],
+    ("femur", 1): [486.154, 217.2994, 229.9048, 156.3984, 485, 41, [[19.0, 17.0, 25.0, 27.0]]],
+    ("femur", "plain"): [378.1854, 202.8209, 188.0348, 140.1972, 293, 75,
+        [[19.0, 21.0, 25.0, 39.0]]],
+    ("tibia", 0): [727.016, 347.4613, 376.1062, 373.4746, 470, 0, []],
+    ("tibia", 1): [1211.9403, 568.308, 606.7228, 813.2318, 424, 14, [[14.0, 11.0, 17.0, 16.0]]],
+    ("tibia", "plain"): [282.1362, 155.9242, 145.1998, 118.9904, 292, 7,
+        [[22.0, 15.0, 24.0, 21.0]]],
+    ("humerus", 0): [1016.1042, 540.192, 525.3432, 662.6921, 422, 0, []],
+    ("humerus", 1): [559.2262, 357.6668, 309.6386, 322.3312, 392, 10, [[18.0, 13.0, 21.0, 18.0]]],
+    ("humerus", "plain"): [412.2143, 219.6917, 201.9958, 147.8841, 293, 35,
+        [[14.0, 14.0, 20.0, 21.0]]],
 }
 
 
-def _digest(out) -> str:
-    import hashlib
+def _fingerprint(out) -> list:
+    image = out.image.astype(np.float64)
+    ramp = np.linspace(0, 1, image.shape[0])
+    return [float(image.sum()), float((image * ramp[None, :]).sum()),
+            float((image * ramp[:, None]).sum()), float((image ** 2).sum()),
+            int(out.bone_mask.sum()), int(out.lesion_mask.sum()), out.boxes]
 
-    h = hashlib.sha256()
-    h.update(np.round(out.image * 65535).astype("<u2").tobytes())
-    h.update(np.packbits(out.bone_mask).tobytes())
-    h.update(np.packbits(out.lesion_mask).tobytes())
-    h.update(repr(out.boxes).encode())
-    return h.hexdigest()[:16]
+
+def _same_film(out, want: list) -> bool:
+    got = _fingerprint(out)
+    return (np.allclose(got[:4], want[:4], rtol=1e-5, atol=1e-3)
+            and abs(got[4] - want[4]) <= 2 and abs(got[5] - want[5]) <= 2
+            and len(got[6]) == len(want[6])
+            and all(np.allclose(g, w, atol=1.0) for g, w in zip(got[6], want[6], strict=True)))
 
 
 @pytest.mark.parametrize("bone", PHANTOM_BONES)
-def test_single_mode_is_pixel_identical_to_before(bone):
+def test_single_mode_is_the_same_as_before(bone):
     for label in (0, 1):
         out = render_radiograph(bone, bool(label), 48, 0.5, image_rng(7, bone, label, 0))
-        assert _digest(out) == SINGLE_MODE_DIGESTS[(bone, label)], (bone, label)
+        assert _same_film(out, SINGLE_MODE_FINGERPRINTS[(bone, label)]), (bone, label)
     plain = render_radiograph(bone, True, 40, 0.0, image_rng(7, bone, 1, 1), False)
-    assert _digest(plain) == SINGLE_MODE_DIGESTS[(bone, "plain")], bone
+    assert _same_film(plain, SINGLE_MODE_FINGERPRINTS[(bone, "plain")]), bone
+    # the fingerprint sees a change: another film of the same bone is not the same
+    other = render_radiograph(bone, False, 48, 0.5, image_rng(8, bone, 0, 0))
+    assert not _same_film(other, SINGLE_MODE_FINGERPRINTS[(bone, 0)])
 
 
 def test_single_mode_refuses_mixed_only_options(tmp_path):
