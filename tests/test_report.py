@@ -79,7 +79,8 @@ def make_run(root: Path, synth: bool = True, extras: bool = True) -> Path:
             "command": "experiment", "config": {"report": {"ratio": 3}}, "seed": 0,
             "started": "2026-01-02T03:04:05+00:00", "wall_seconds": 61.2,
             "versions": {"python": "3.11.9", "torch": TORCH_VERSION, "monai": "1.6.1"},
-            "git_commit": "abc123"}))
+            "git_commit": "abc123",
+            "argv": ["/x/.venv/bin/boneaug", "experiment", "--config", "c.yaml"]}))
         lesion = run / "patches" / "femur" / "lesion"
         lesion.mkdir(parents=True)
         np.save(lesion / "patches.npy",
@@ -157,6 +158,7 @@ def test_report_is_self_contained_and_complete(full_report):
 
     assert not plt.get_fignums()  # every figure was closed
     assert "3 (from config report.ratio)" in section(page, 2)
+    assert "boneaug experiment --config c.yaml" in section(page, 2)  # as typed
 
 
 def test_report_contents(full_report):

@@ -310,6 +310,15 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if number is None else f"{number:.{digits}f}"
 
 
+def _command_line(info: dict[str, Any]) -> str:
+    """The command as typed, from run.json's argv (``boneaug experiment --config …``);
+    only the stage's name where the run came from Python, not the command line."""
+    argv = [str(a) for a in info.get("argv") or []]
+    if argv and Path(argv[0]).name in ("boneaug", "__main__.py") and len(argv) > 1:
+        return "boneaug " + " ".join(argv[1:])
+    return f"boneaug {info['command']}" if info.get("command") else ""
+
+
 def _probe_cell(r: pd.Series) -> str:
     """The probe AUC of a headline row with its 95 % interval when it has one."""
     if _finite(r["probe_auc"]) is None:
@@ -534,8 +543,7 @@ class _Page:
         now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         facts = [("Experiment", _esc(config.get("name")) or NOT_IN_RUN),
                  ("Run folder", _esc(self.run.resolve())),
-                 ("Command", _esc(f"boneaug {info['command']}") if info.get("command")
-                  else NOT_IN_RUN),
+                 ("Command", _esc(_command_line(info)) or NOT_IN_RUN),
                  ("Started", _esc(info.get("started")) or NOT_IN_RUN),
                  ("Wall time", _wall(info) if _finite(info.get("wall_seconds")) is not None
                   else NOT_IN_RUN),
