@@ -29,6 +29,7 @@ from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
 from boneaug.errors import BoneaugError
 from boneaug.patches import crop_reflect, resize_square
+from boneaug.patches.extract import SHARE_TOLERANCE
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -107,11 +108,21 @@ def test_healthy_regions_are_bone_without_lesion(films, train_regions):
     table = films.table.set_index("image_id")
     healthy = [i for i, label in enumerate(train_regions.labels) if label == 0]
     assert healthy and all(train_regions.boxes[i] == [] for i in healthy)
+
+    def share(i: int) -> float:  # of the region's film pixels, how many are bone
+        x0, y0, x1, y1 = train_regions.crops[i]
+        row = table.loc[train_regions.image_ids[i]]
+        return float((read(films, row["bone_mask_path"]) > 0.5)[y0:y1, x0:x1].mean())
+
+    # each healthy region copies a lesion region's bone share (within SHARE_TOLERANCE),
+    # not "at least min_bone": it holds as much bone as lesion regions do, not more
+    templates = [share(i) for i, label in enumerate(train_regions.labels)
+                 if label == 1 and table.loc[train_regions.image_ids[i], "split"] == "train"]
     for i in healthy:
         row = table.loc[train_regions.image_ids[i]]
         x0, y0, x1, y1 = train_regions.crops[i]
-        bone = read(films, row["bone_mask_path"]) > 0.5
-        assert bone[y0:y1, x0:x1].mean() >= REGIONS.min_bone
+        assert share(i) > 0 and min(abs(share(i) - t) for t in templates) <= \
+            SHARE_TOLERANCE + 1e-9
         for bx0, by0, bx1, by1 in row["boxes"]:
             assert min(x1, bx1) <= max(x0, bx0) or min(y1, by1) <= max(y0, by0)
         if row["mask_path"]:

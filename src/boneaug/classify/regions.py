@@ -10,11 +10,16 @@ come from the lesion films too: the same film, the same style, only the lesion d
   shorter side, and at least one pixel more than the box (it always holds the whole box).
   Where it would leave the film it is moved in: healthy regions always lie inside the
   film, so a mirrored border must not tell the two kinds apart.
-- A **healthy region** (label 0) is centred on bone where the bone lies
-  (`boneaug.patches.bone_region`, `where_bone_lies`); its side is a shorter film side
-  times the relative side of one of the bone's lesion regions; it holds at least
-  `min_bone` bone and overlaps no lesion box of its film. Each film, normal or with a
-  lesion, gives up to `healthy_per_film` of them.
+- A **healthy region** (label 0) is centred on bone (`boneaug.patches.bone_region`)
+  where the bone's lesions lie in films like this one (`where_bone_lies`, and the same
+  locator on films with a mask of the bone: lesions sit at some places of a bone, the
+  metaphyses, and healthy regions drawn anywhere on it differ from lesion regions by
+  site); it copies one of the bone's train lesion regions: its side is a shorter film side
+  times that region's relative side, and it holds that region's share of bone within
+  0.1 (`SHARE_TOLERANCE`; with sides given by the caller, at least `min_bone`). It
+  overlaps no lesion box of its film. Each film, normal or with a lesion, gives up to
+  `healthy_per_film` of them. Matched so, a lesion-blind probe of the regions finds
+  neither site, scale nor amount of bone to tell them apart by.
 
 Every region is resized to ``size`` x ``size``. Region ids are ``<image_id>#L<k>`` (the
 k-th lesion box) and ``<image_id>#H<k>``; a region's group is its film's patient.
@@ -74,7 +79,7 @@ from boneaug.patches.location import THUMB, BoneLocator, film_thumbnail
 
 EVAL_SEED = 0          # the val and test regions: one draw for every strategy and seed
 HEALTHY_TRIES = 4 * TRIES_PER_PATCH  # lesion films leave healthy regions less room
-CACHE_VERSION = 2      # bump when the regions of the same inputs change
+CACHE_VERSION = 3      # bump when the regions of the same inputs change
 
 
 @dataclass
@@ -165,12 +170,15 @@ class RegionSet:
 
 class _Sites:
     """A bone's lesion scale and place, from its real train lesion films alone: the
-    relative sides of their lesion regions (healthy regions draw theirs from them) and a
-    locator of where the bone lies on films without its mask, built on first use."""
+    relative sides of their lesion regions and the share of bone in each (a healthy region
+    draws its side and its bone share from one of them), and a locator of where the bone's
+    lesions lie in films like a given one, built on first use."""
 
-    def __init__(self, side_rel: list[float], thumbs: np.ndarray, centres: np.ndarray,
-                 locator: BoneLocator | None = None) -> None:
+    def __init__(self, side_rel: list[float], shares: list[float] | None, thumbs: np.ndarray,
+                 centres: np.ndarray, locator: BoneLocator | None = None) -> None:
         self.side_rel = [float(v) for v in side_rel]
+        # None (sides given by the caller): healthy regions hold at least min_bone bone
+        self.shares = None if shares is None else [float(v) for v in shares]
         self.thumbs, self.centres, self.given = thumbs, centres, locator
 
     @cached_property
@@ -187,7 +195,9 @@ class _Sites:
                                 + np.ascontiguousarray(source.centres, np.float32).tobytes())
         settings = ([given.k, given.bandwidth, given.support, given.unlike]
                     if given is not None else "default")
-        return [[round(v, 6) for v in self.side_rel], digest.hexdigest()[:16], settings]
+        return [[round(v, 6) for v in self.side_rel],
+                None if self.shares is None else [round(v, 6) for v in self.shares],
+                digest.hexdigest()[:16], settings]
 
 
 def _lesion_crop(box: list[float], shape: tuple[int, int], config: RegionConfig
@@ -216,7 +226,7 @@ def _survey(manifest: Manifest, bone: str, config: RegionConfig,
     rows = table.index[chosen].tolist()
 
     def compute() -> dict[str, np.ndarray]:
-        side_rel, thumbs, centres = [], [], []
+        side_rel, shares, thumbs, centres = [], [], [], []
         for row_id in rows:
             row = table.loc[row_id].to_dict()
             image = read_film(manifest, row, Skips("regions"))
@@ -224,12 +234,18 @@ def _survey(manifest: Manifest, bone: str, config: RegionConfig,
                 continue  # its own regions skip it, with the reason
             height, width = image.shape
             thumb = film_thumbnail(image, blank=row["boxes"])
+            try:
+                bone_mask, _ = bone_region(manifest, row, image, bone)
+            except (BoneaugError, ValueError):  # a bad mask: its own regions say so
+                continue
             for box in row["boxes"]:
                 crop = _lesion_crop(box, image.shape, config)
                 side_rel.append((crop[2] - crop[0]) / min(height, width))
+                shares.append(float(bone_mask[crop[1]:crop[3], crop[0]:crop[2]].mean()))
                 thumbs.append(thumb)
                 centres.append([(box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height])
         return {"side_rel": np.asarray(side_rel, np.float64),
+                "shares": np.asarray(shares, np.float64),
                 "thumbs": np.asarray(thumbs, np.uint8).reshape(-1, THUMB, THUMB),
                 "centres": np.asarray(centres, np.float32).reshape(-1, 2)}
 
@@ -239,7 +255,8 @@ def _survey(manifest: Manifest, bone: str, config: RegionConfig,
         raise BoneaugError(f"{manifest.source or 'manifest'}: no readable {bone} lesion film "
                            "with a box in the real train split: healthy regions take their "
                            "size from those films' lesions")
-    return _Sites(arrays["side_rel"].tolist(), arrays["thumbs"], arrays["centres"])
+    return _Sites(arrays["side_rel"].tolist(), arrays["shares"].tolist(), arrays["thumbs"],
+                  arrays["centres"])
 
 
 # --------------------------------------------------------------------------- one film
@@ -272,18 +289,37 @@ def _healthy_regions(manifest: Manifest, image: np.ndarray, row: dict, bone: str
     region, source = bone_region(manifest, row, image, bone)
     if not region.any():
         return [], "no bone found"
-    locator = sites.locator if source != "mask" else None
+    locator = sites.locator
     centres = where_bone_lies(image, region, source, locator)
+    anywhere = None
+    if source == "mask" and locator is not None:
+        # A mask is all of the bone, but lesions sit at some places of it (metaphyses):
+        # healthy regions drawn anywhere on it differ from lesion regions by site alone
+        # (probe 0.71 on the confounded phantom's humerus). Draw them where this bone's
+        # lesions lie in films like this one, as on films without a mask; a lesion film
+        # whose lesion fills those places gives the rest from anywhere on the bone (the
+        # healthy parts of lesion films are the negatives no film style can win).
+        likely = locator.restrict(image, region)
+        centres, anywhere = (likely, region) if likely.any() else (region, None)
     if not centres.any():
         return [], f"no bone where {bone} lies in films like it"
     # One generator per film: its sites do not depend on which other films are drawn.
     rng = np.random.default_rng([seed, zlib.crc32(str(row["image_id"]).encode())])
-    made = draw_healthy_crops(image, region, centres, config.size, config.healthy_per_film,
-                              sites.side_rel, config.min_bone, rng, avoid=row["boxes"],
-                              tries=HEALTHY_TRIES, keep_side=True)
+    made = []
+    for where in (centres, anywhere):
+        if where is None or len(made) == config.healthy_per_film:
+            continue
+        made += draw_healthy_crops(image, region, where, config.size,
+                                   config.healthy_per_film - len(made), sites.side_rel,
+                                   config.min_bone, rng, avoid=row["boxes"],
+                                   tries=HEALTHY_TRIES, keep_side=True, shares=sites.shares)
+        if not row["boxes"]:
+            break  # a normal film: lesion-like sites only
     regions = [_Region(crop.patch, 0, f"{row['image_id']}#H{k}", [], list(crop.box))
                for k, (crop, _) in enumerate(made)]
-    return regions, (f"no region with >= {config.min_bone:.0%} bone" +
+    wanted = (f">= {config.min_bone:.0%} bone" if sites.shares is None
+              else "as much bone as a lesion region")
+    return regions, (f"no region with {wanted}" +
                      (" clear of its lesions" if row["boxes"] else ""))
 
 
@@ -329,12 +365,13 @@ def region_set(manifest: Manifest, rows: list, bone: str, config: RegionConfig, 
     if lesions_only:
         pass  # a lesion region needs neither a healthy side nor the bone's place
     elif side_rel is not None and locator is not None:
-        sites = _Sites(side_rel, np.zeros((0, THUMB, THUMB), np.uint8), np.zeros((0, 2)),
-                       locator)
+        sites = _Sites(side_rel, None, np.zeros((0, THUMB, THUMB), np.uint8),
+                       np.zeros((0, 2)), locator)
     else:
         survey = _survey(manifest, bone, config, cache_dir)
-        sites = _Sites(survey.side_rel if side_rel is None else side_rel, survey.thumbs,
-                       survey.centres, locator)
+        mine = side_rel is None
+        sites = _Sites(survey.side_rel if mine else side_rel, survey.shares if mine else None,
+                       survey.thumbs, survey.centres, locator)
     return _region_set(manifest, list(rows), bone, config, seed, lesions_only, sites,
                        cache_dir)
 

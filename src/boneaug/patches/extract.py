@@ -36,6 +36,7 @@ from boneaug.patches.store import INFO_FILE, to_uint16, write_patch_store
 
 MIN_BONE_FRACTION = 0.3   # a healthy crop with less bone than this shows mostly soft tissue
 TRIES_PER_PATCH = 25      # centre draws per healthy patch before giving up on it
+SHARE_TOLERANCE = 0.1     # bone share of a healthy crop around its template's (shares=)
 PROGRESS_MIN = 50         # images; below this a progress bar is noise
 
 
@@ -310,7 +311,8 @@ def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, co
 def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarray, size: int,
                        count: int, side_rel: list[float], min_bone: float,
                        rng: np.random.Generator, *, avoid: list[list[float]] | None = None,
-                       tries: int = TRIES_PER_PATCH, keep_side: bool = False
+                       tries: int = TRIES_PER_PATCH, keep_side: bool = False,
+                       shares: list[float] | None = None
                        ) -> list[tuple[_Crop, float]]:
     """Up to `count` crops centred on pixels of `centres` (where the bone lies), each with
     a share >= `min_bone` of bone (`region`) and overlapping none of the boxes `avoid`
@@ -319,19 +321,28 @@ def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarra
     `side_rel`, its `row` is empty. `keep_side`: a crop keeps the side first drawn over all
     its tries, so that the sides made follow `side_rel` (redrawing favours small sides,
     which fit on bone and beside lesions more easily, and the region level's healthy
-    regions would differ from its lesion regions by scale)."""
+    regions would differ from its lesion regions by scale). `shares` (one per `side_rel`):
+    a crop drawn with the k-th side must hold the k-th share of bone within
+    `SHARE_TOLERANCE` (and some bone) instead of `min_bone`, so that the crops made hold
+    as much bone as the regions the sides came from: not more, not less."""
     ys, xs = np.nonzero(centres)
     if ys.size == 0:
         return []
     height, width = image.shape
     short = min(height, width)
     rel = np.asarray(side_rel, dtype=np.float64)
+    if shares is not None and len(shares) != rel.size:
+        raise ValueError(f"{len(shares)} bone shares for {rel.size} sides")
     made: list[tuple[_Crop, float]] = []
     for _ in range(count):
-        side = 0
+        side, low, high = 0, min_bone, 1.0
         for _ in range(tries):
             if not (keep_side and side):
-                side = int(np.clip(round(rel[rng.integers(rel.size)] * short), 2, short))
+                pick = int(rng.integers(rel.size))
+                side = int(np.clip(round(rel[pick] * short), 2, short))
+                if shares is not None:
+                    low = max(shares[pick] - SHARE_TOLERANCE, 0.01)  # and some bone
+                    high = shares[pick] + SHARE_TOLERANCE
             k = rng.integers(ys.size)
             # Keep the crop inside the image: normal images have no lesion that forces a
             # position, so there is no reason to invent reflected borders.
@@ -342,7 +353,7 @@ def draw_healthy_crops(image: np.ndarray, region: np.ndarray, centres: np.ndarra
                 continue
             bx0, by0, bx1, by1 = crop_box
             fraction = float(region[max(by0, 0):by1, max(bx0, 0):bx1].sum()) / (side * side)
-            if fraction >= min_bone:
+            if low <= fraction <= high:
                 patch = resize_square(crop_reflect(image, crop_box), size)
                 made.append((_Crop(patch, crop_box, {}), fraction))
                 break
