@@ -20,6 +20,8 @@ evaluation/predictions.csv runs.csv gate.json     every test prediction, every r
 evaluation/predictions-<level>.csv runs-<level>.csv   ... of the other level
 evaluation/probe.json levels.json skipped.csv     shortcut probes, levels, skipped films
 results.csv  results-<level>.csv  report.html     the report
+headline.csv                                      per level and bone: probe, baseline, best
+                                                  strategies, oracle and the verdict
 ```
 
 **Stages and their inputs.** A finished stage is recorded in ``stages/`` with a key: the
@@ -103,6 +105,7 @@ from boneaug.experiment.evidence import (
     headline,
     image_probes,
     region_probe,
+    verdict,
 )
 from boneaug.gan import train_cyclegan
 from boneaug.patches import extract_patches, load_domains
@@ -887,6 +890,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     write_json_atomic(evaluation / "gate.json", {"bones": [g for g in gates if g]})
     table = "\n".join(tables)
     top = headline(summaries, run.probes)
+    # the headline as data too: probe beside baseline and best strategies, with the verdict
+    top.assign(verdict=[verdict(r) for _, r in top.iterrows()]).to_csv(
+        run_dir / "headline.csv", index=False)
     table += "\nheadline (mean AUC over seeds; ΔAUC and DeLong p against the baseline):\n"
     table += format_headline(top) + "\n"
     # run.json first: the report shows its wall time
