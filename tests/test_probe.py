@@ -253,6 +253,9 @@ def test_round_trip_and_format() -> None:
     unsure = ProbeResult.from_dict({**result.to_dict(), "auc": 0.63, "ci": [0.41, 0.8]})
     assert "0.63 [0.41, 0.80]" in unsure.warning and "too few films" in unsure.warning
     assert "can be won" not in unsure.warning
+    # just above the line: three decimals, never "0.60 (> 0.6)"
+    edge = ProbeResult.from_dict({**result.to_dict(), "auc": 0.6004, "ci": [0.55, 0.65]})
+    assert "AUC 0.600 (> 0.6)" in edge.warning
 
 
 def test_too_few_positives_is_one_clear_error() -> None:

@@ -44,6 +44,13 @@ from boneaug.errors import BoneaugError
 
 WARN_AUC = 0.6   # above this the report warns plainly
 
+
+def warn_text(auc: float) -> str:
+    """An AUC for a sentence that compares it with `WARN_AUC`: two decimals, three where
+    two would print the line itself ("0.600 (> 0.6)", not "0.60 (> 0.6)")."""
+    text = f"{auc:.2f}"
+    return f"{auc:.3f}" if float(text) == WARN_AUC else text
+
 # Annotators draw tight boxes, and a lesion's rim (sclerosis, reactive bone, blur) reaches
 # past them: the blank is grown by this share of the box's longer side on every side (at
 # least _GROW px), so that no rim survives around it. Measured on region-level probes of
@@ -502,17 +509,17 @@ class ProbeResult:
             "lesion films from normal films"
         lines = []
         if self.auc > WARN_AUC and self.ci[0] <= 0.5:
-            lines.append(f"{where}: a lesion-blind classifier reaches AUC {self.auc:.2f} "
+            lines.append(f"{where}: a lesion-blind classifier reaches AUC {warn_text(self.auc)} "
                          f"[{self.ci[0]:.2f}, {self.ci[1]:.2f}] on {what} (> {WARN_AUC}, but "
                          "the interval holds 0.5): too few films to rule a shortcut in or "
                          "out.")
         elif self.auc > WARN_AUC:
             lines.append(f"{where}: a lesion-blind classifier separates {what} at AUC "
-                         f"{self.auc:.2f} (> {WARN_AUC}): the comparison can be won without "
+                         f"{warn_text(self.auc)} (> {WARN_AUC}): the comparison can be won without "
                          "seeing a lesion.")
         if self.metadata_auc is not None and self.metadata_auc > WARN_AUC:
             lines.append(f"{where}: the metadata alone ({', '.join(self.metadata_columns)}) "
-                         f"separate {what} at AUC {self.metadata_auc:.2f} (> {WARN_AUC}): "
+                         f"separate {what} at AUC {warn_text(self.metadata_auc)} (> {WARN_AUC}): "
                          "the classes come from different kinds of patient or film.")
         return "\n".join(lines)
 

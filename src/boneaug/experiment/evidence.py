@@ -163,7 +163,7 @@ def format_headline(table: pd.DataFrame) -> str:
 
 def verdict(r: pd.Series) -> str:
     """One plain sentence: what this (level, bone) can and cannot say."""
-    from boneaug.classify.probe import WARN_AUC
+    from boneaug.classify.probe import WARN_AUC, warn_text
 
     where = f"{r['bone']} ({r['level']} level)"
     probe = r["probe_auc"]
@@ -172,11 +172,11 @@ def verdict(r: pd.Series) -> str:
         if math.isfinite(low) and low <= 0.5:
             # above the line, but its interval holds chance: too few films to say either way
             return (f"{where}: a shortcut is NOT ruled out - a lesion-blind classifier "
-                    f"reaches AUC {probe:.2f} [{low:.2f}, {high:.2f}] (> {WARN_AUC}, but the "
-                    "interval holds 0.5: too few films to tell); read its comparisons with "
-                    "care")
+                    f"reaches AUC {warn_text(probe)} [{low:.2f}, {high:.2f}] (> {WARN_AUC}, "
+                    "but the interval holds 0.5: too few films to tell); read its comparisons "
+                    "with care")
         return (f"{where}: NOT about lesions - a lesion-blind classifier separates the "
-                f"classes at AUC {probe:.2f} (> {WARN_AUC}); its comparisons can be won "
+                f"classes at AUC {warn_text(probe)} (> {WARN_AUC}); its comparisons can be won "
                 "without seeing a lesion")
     meta = r["metadata_auc"]
     caveat = (f" (but the metadata alone reach AUC {meta:.2f})"
