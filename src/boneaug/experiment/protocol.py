@@ -834,10 +834,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     levels = config.protocol.levels
     n_cls = sum(len(run.level_conditions(v)) for v in levels) * config.protocol.seeds
     n_bones = len(config.protocol.bones or config.data.bones)
-    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), "
-        f"{len(run.conditions)} conditions x {config.protocol.seeds} seed(s)"
-        f"{' x ' + str(len(levels)) + ' levels' if len(levels) > 1 else ''} = {n_cls} "
-        "classifiers")
+    per_level = " + ".join(f"{len(run.level_conditions(v))} {v}" for v in levels)
+    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), {per_level} "
+        f"conditions x {config.protocol.seeds} seed(s) = {n_cls} classifiers")
     if config.note:
         say(config.note.strip())
 
