@@ -68,6 +68,9 @@ def test_probe_matching_and_region_level(tmp_path: Path, one_thread) -> None:
         ("image", "humerus"), ("region", "humerus")]
     assert top_csv["probe_auc"].tolist() == pytest.approx([after["auc"], region["auc"]])
     assert top_csv["verdict"].str.startswith("humerus (").all()
+    image_part, region_part = result.table.split("region level:")
+    assert "test images," in image_part and "test regions," in region_part
+    assert "test images," not in region_part.split("\nheadline")[0]
     top = result.table.split("\nheadline")[1]
     assert "\nimage  humerus  probe" in top and "\nregion humerus  probe" in top
     # after matching the image level is about lesions; the region probe of these 19

@@ -353,8 +353,10 @@ def _matching_oracle(ratio: float, oracles: list[_Condition]) -> _Condition | No
     return max(oracles, key=lambda o: -math.inf if math.isnan(o.ratio) else o.ratio)
 
 
-def format_table(summary: pd.DataFrame) -> str:
+def format_table(summary: pd.DataFrame, items: str = "images") -> str:
     """The summary of `summarise` as plain text: one block per bone, one line per condition.
+    `items`: what a test item is, for the block titles ("images", or "regions" at the
+    region level).
 
     Columns: condition | AUC mean ± sd (over seeds) | ensemble AUC (CI) | PR AUC |
     sensitivity at 90 % specificity | ΔAUC | DeLong p | gap closed (the last three
@@ -378,7 +380,7 @@ def format_table(summary: pd.DataFrame) -> str:
     titles, bodies = [], []
     for bone, rows in summary.groupby("bone", sort=False):
         first = rows.iloc[0]
-        titles.append(f"{bone}: {int(first['n_test'])} test images, "
+        titles.append(f"{bone}: {int(first['n_test'])} test {items}, "
                       f"{int(first['n_test_pos'])} with lesion; seeds per condition: "
                       f"{', '.join(str(k) for k in sorted(set(rows['seeds'].astype(int))))}")
         bodies.append([(

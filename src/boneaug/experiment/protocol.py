@@ -868,7 +868,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
         runs.to_csv(evaluation / f"runs{suffix}.csv", index=False)
         summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
         summaries[level] = summary
-        table = format_table(summary)
+        table = format_table(summary, "regions" if level == "region" else "images")
         goal = goal_check(predictions, summary, config.protocol.main_ratio)
         if not goal.empty:
             table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 "
