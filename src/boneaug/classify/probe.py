@@ -45,6 +45,12 @@ from boneaug.errors import BoneaugError
 WARN_AUC = 0.6   # above this the report warns plainly
 
 
+def undecided(auc: float, ci_low: float) -> bool:
+    """A lesion-blind AUC above `WARN_AUC` whose 95 % interval still holds 0.5: too few
+    films to show a shortcut, or to rule one out."""
+    return auc > WARN_AUC and ci_low <= 0.5
+
+
 def warn_text(auc: float) -> str:
     """An AUC for a sentence that compares it with `WARN_AUC`: two decimals, three where
     two would print the line itself ("0.600 (> 0.6)", not "0.60 (> 0.6)")."""
@@ -508,7 +514,7 @@ class ProbeResult:
         what = "lesion regions from healthy regions" if self.level == "region" else \
             "lesion films from normal films"
         lines = []
-        if self.auc > WARN_AUC and self.ci[0] <= 0.5:
+        if undecided(self.auc, self.ci[0]):
             lines.append(f"{where}: a lesion-blind classifier reaches AUC {warn_text(self.auc)} "
                          f"[{self.ci[0]:.2f}, {self.ci[1]:.2f}] on {what} (> {WARN_AUC}, but "
                          "the interval holds 0.5): too few films to rule a shortcut in or "

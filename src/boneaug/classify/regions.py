@@ -305,16 +305,16 @@ def _healthy_regions(manifest: Manifest, image: np.ndarray, row: dict, bone: str
         return [], f"no bone where {bone} lies in films like it"
     # One generator per film: its sites do not depend on which other films are drawn.
     rng = np.random.default_rng([seed, zlib.crc32(str(row["image_id"]).encode())])
-    made = []
-    for where in (centres, anywhere):
-        if where is None or len(made) == config.healthy_per_film:
-            continue
-        made += draw_healthy_crops(image, region, where, config.size,
-                                   config.healthy_per_film - len(made), sites.side_rel,
-                                   config.min_bone, rng, avoid=row["boxes"],
-                                   tries=HEALTHY_TRIES, keep_side=True, shares=sites.shares)
-        if not row["boxes"]:
-            break  # a normal film: lesion-like sites only
+
+    def draw(where: np.ndarray, count: int) -> list:
+        return draw_healthy_crops(image, region, where, config.size, count, sites.side_rel,
+                                  config.min_bone, rng, avoid=row["boxes"],
+                                  tries=HEALTHY_TRIES, keep_side=True, shares=sites.shares)
+
+    made = draw(centres, config.healthy_per_film)
+    short = config.healthy_per_film - len(made)
+    if anywhere is not None and row["boxes"] and short:  # a lesion film fills up
+        made += draw(anywhere, short)
     regions = [_Region(crop.patch, 0, f"{row['image_id']}#H{k}", [], list(crop.box))
                for k, (crop, _) in enumerate(made)]
     wanted = (f">= {config.min_bone:.0%} bone" if sites.shares is None

@@ -163,14 +163,13 @@ def format_headline(table: pd.DataFrame) -> str:
 
 def verdict(r: pd.Series) -> str:
     """One plain sentence: what this (level, bone) can and cannot say."""
-    from boneaug.classify.probe import WARN_AUC, warn_text
+    from boneaug.classify.probe import WARN_AUC, undecided, warn_text
 
     where = f"{r['bone']} ({r['level']} level)"
     probe = r["probe_auc"]
     if math.isfinite(probe) and probe > WARN_AUC:
         low, high = r.get("probe_low", math.nan), r.get("probe_high", math.nan)
-        if math.isfinite(low) and low <= 0.5:
-            # above the line, but its interval holds chance: too few films to say either way
+        if math.isfinite(low) and undecided(probe, low):
             return (f"{where}: a shortcut is NOT ruled out - a lesion-blind classifier "
                     f"reaches AUC {warn_text(probe)} [{low:.2f}, {high:.2f}] (> {WARN_AUC}, "
                     "but the interval holds 0.5: too few films to tell); read its comparisons "
