@@ -30,6 +30,7 @@ from boneaug.classify import (
     train_classifier,
 )
 from boneaug.classify.inputs import bone_crop, fit_square
+from boneaug.classify.metrics import roc_auc
 from boneaug.data import Manifest, load_manifest, save_manifest
 from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
@@ -143,6 +144,33 @@ def test_load_inputs_cache(world, tmp_path):
     # other settings are other cache entries
     load_inputs(split, rows, 32, crop="image", cache_dir=cache)
     assert len(list(cache.glob("*.npy"))) == 10
+    upright = load_inputs(split, rows, 32, cache_dir=cache, aspect=2.0)
+    assert upright.shape == (5, 32, 16) and len(list(cache.glob("*.npy"))) == 15
+
+
+def test_upright_inputs_turn_a_wide_crop_and_use_the_field(monkeypatch):
+    """aspect 2: a (64, 32) field; a wide bone crop is turned a quarter so that its long
+    side runs down the field."""
+    import types
+
+    import boneaug.classify.inputs as inputs_module
+
+    wide = np.zeros((100, 100), np.float32)
+    wide[45:55, 10:90] = np.linspace(0.2, 1.0, 80)[None, :]  # a horizontal bone
+    monkeypatch.setattr(inputs_module, "read_image", lambda path: wide)
+    monkeypatch.setattr(inputs_module, "bone_region",
+                        lambda manifest, row, image: (image > 0, "mask"))
+    manifest = types.SimpleNamespace(resolve=lambda path: path)
+    upright = inputs_module.classifier_input(manifest, {"path": "a.png"}, 64, aspect=2.0)
+    square = inputs_module.classifier_input(manifest, {"path": "a.png"}, 64)
+    assert upright.shape == (64, 32) and square.shape == (64, 64)
+    # the bone now runs top to bottom: its brightness changes along the rows
+    column = upright[:, upright.shape[1] // 2]
+    assert (column > 0).sum() >= 60 and abs(column[4] - column[-5]) > 0.5
+    # the square keeps it horizontal; the same 64 px carry the bone's length in both
+    assert (square[square.shape[0] // 2] > 0).sum() >= 60
+    with pytest.raises(BoneaugError, match="aspect"):
+        ClassifierConfig.from_dict({"size": 40, "aspect": 3})
 
 
 # --------------------------------------------------------------------------- strategies
@@ -352,9 +380,10 @@ def toy():
     return toy_set(48, 0), toy_set(24, 1)
 
 
-def test_training_learns_a_separable_toy_set(toy):
+@pytest.mark.parametrize("select", ["ema", "best-val"])
+def test_training_learns_a_separable_toy_set(toy, select):
     (train_x, train_y), (val_x, val_y) = toy
-    config = ClassifierConfig.from_dict({**TINY, "epochs": 4})
+    config = ClassifierConfig.from_dict({**TINY, "epochs": 4, "select": select})
     seen = []
     trained = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, config, seed=0,
                                on_epoch=seen.append)
@@ -362,10 +391,83 @@ def test_training_learns_a_separable_toy_set(toy):
     assert seen == trained.history and len(losses) == 4
     assert losses[-1] < 0.6 * losses[0]
     assert trained.best_val_auc > 0.9
-    assert trained.best_val_auc == max(row["val_auc"] for row in trained.history)
     probs = predict(trained.model, val_x, config)
     assert probs.shape == (24,) and 0 <= probs.min() and probs.max() <= 1
-    assert probs[val_y == 1].mean() > probs[val_y == 0].mean() + 0.2
+    assert roc_auc(val_y, probs) > 0.9
+    if select == "best-val":  # the chosen epoch is the best one
+        assert trained.best_val_auc == max(row["val_auc"] for row in trained.history)
+        assert probs[val_y == 1].mean() > probs[val_y == 0].mean() + 0.2
+    else:  # nothing chosen: the averaged weights at the end of the budget
+        assert trained.best_epoch == 4 and trained.best_val_auc == seen[-1]["val_auc"]
+        assert probs[val_y == 1].mean() > probs[val_y == 0].mean() + 0.05
+
+
+def faint_set(n: int, positives: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """32 px noise; the first `positives` images carry a faint 6x6 square (+0.16)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 0.3, (n, 32, 32)).astype(np.float32)
+    y = (np.arange(n) < positives).astype(np.int64)
+    for i in range(positives):
+        r, c = rng.integers(2, 24, 2)
+        x[i, r:r + 6, c:c + 6] += 0.16
+    return x, y
+
+
+def test_seeds_agree_on_a_small_faint_set():
+    """Few, faint positives (8 of 60): the default classifier (fixed budget, averaged
+    weights) gives every seed nearly the same test AUC. Stated bound: sd <= 0.06 over 4
+    seeds, none below 0.85. (Choosing the epoch on this 30-image validation set left one
+    seed at 0.48 while the others reached 0.96-1.0, sd 0.23: docs/results.md.)"""
+    (train_x, train_y), (val_x, val_y) = faint_set(60, 8, 0), faint_set(30, 8, 1)
+    test_x, test_y = faint_set(80, 20, 2)
+    config = ClassifierConfig.from_dict({**TINY, "width": 8, "epochs": 8, "steps_per_epoch": 6})
+    assert config.select == "ema"
+    aucs = []
+    for seed in range(4):
+        trained = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, config,
+                                   seed=seed)
+        aucs.append(roc_auc(test_y, predict(trained.model, test_x, config)))
+    assert min(aucs) >= 0.85, aucs
+    assert np.std(aucs, ddof=1) <= 0.06, aucs
+
+
+def test_lse_head_pools_local_logits_by_a_smooth_maximum():
+    """pool: lse scores every cell of the feature map and pools by log-mean-exp (r = 4):
+    between the mean and the maximum of the local logits; upright inputs work too."""
+    torch.manual_seed(0)
+    model = train_module.build_classifier("cnn", 4, "lse").eval()
+    x = torch.rand(3, 1, 64, 32)
+    with torch.no_grad():
+        pooled = model(x)
+        backbone = model.backbone
+        local = backbone.head(backbone.features(x * 2 - 1).flatten(2).transpose(1, 2))[..., 0]
+    assert pooled.shape == (3,)
+    assert torch.all(pooled >= local.mean(dim=1) - 1e-5)
+    assert torch.all(pooled <= local.max(dim=1).values + 1e-5)
+    expected = (torch.logsumexp(4 * local, dim=1) - np.log(local.shape[1])) / 4
+    assert torch.allclose(pooled, expected, atol=1e-5)
+    with pytest.raises(BoneaugError, match="pool"):
+        ClassifierConfig.from_dict({"pool": "lse", "arch": "resnet10"})
+
+
+def test_thread_count_does_not_change_the_model(toy):
+    """Same inputs, config and seed give the same scores with 1 or 2 threads outside:
+    training pins its own count (`threads`)."""
+    (train_x, train_y), (val_x, val_y) = toy
+    # width 8: at width 4 this toy happens to sum alike with 1 and 2 threads even unpinned
+    config = ClassifierConfig.from_dict({**TINY, "width": 8, "amp": "auto"})
+    before = torch.get_num_threads()
+    scores = []
+    try:
+        for outside in (1, 2):
+            torch.set_num_threads(outside)
+            trained = train_classifier(TrainingSet(train_x, train_y, augment=True), val_x,
+                                       val_y, config, seed=3)
+            scores.append(predict(trained.model, val_x, config))
+            assert torch.get_num_threads() == outside  # restored afterwards
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(scores[0], scores[1])
 
 
 def test_same_seed_same_model_other_seed_other_model(toy):

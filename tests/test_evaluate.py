@@ -15,7 +15,7 @@ from boneaug.classify.evaluate import (
     read_predictions,
     summarise,
 )
-from boneaug.classify.metrics import delong_test, roc_auc
+from boneaug.classify.metrics import delong_test, roc_auc, seed_image_bootstrap
 from boneaug.errors import BoneaugError
 
 # name -> (strategy, ratio, generator bone or None for "the bone itself", signal strength)
@@ -57,6 +57,15 @@ def per_seed_auc(table: pd.DataFrame, bone: str, condition: str) -> list[float]:
             for _, g in part.groupby("seed")]
 
 
+def seed_matrix(table: pd.DataFrame, bone: str, condition: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (n,) and scores (K, n) of one condition, images sorted by id."""
+    part = table[(table["bone"] == bone) & (table["condition"] == condition)]
+    wide = part.pivot(index="image_id", columns="seed", values="score").sort_index()
+    labels = part.groupby("image_id")["label"].first().sort_index()
+    return labels.to_numpy(), wide.to_numpy().T
+
+
 def ensemble(table: pd.DataFrame, bone: str, condition: str) -> tuple[np.ndarray, np.ndarray]:
     part = table[(table["bone"] == bone) & (table["condition"] == condition)]
     mean = part.groupby("image_id").agg(label=("label", "first"), score=("score", "mean"))
@@ -95,12 +104,27 @@ def test_summarise_two_bones_three_conditions() -> None:
         assert base["delta_auc"] == 0.0
         expected_gap = (means["gan-r3"] - means["baseline"]) / (means["oracle-r3"]
                                                                - means["baseline"])
-        assert gan["gap_closed"] == pytest.approx(expected_gap)
-        assert base["gap_closed"] == 0.0 and oracle["gap_closed"] == pytest.approx(1.0)
+        # The oracle beats the baseline by the seeds x images test: the gap is defined.
+        assert oracle["beats_baseline"] and oracle["boot_p"] < 0.05
+        assert gan["gap_closed"] == pytest.approx(expected_gap) and gan["gap_note"] == ""
+        assert oracle["gap_closed"] == pytest.approx(1.0) and oracle["gap_note"] == ""
+        assert math.isnan(base["gap_closed"]) and base["gap_note"] == "baseline"
         assert math.isnan(base["delong_p"])
         y, gan_scores = ensemble(table, bone, "gan-r3")
         _, base_scores = ensemble(table, bone, "baseline")
         assert gan["delong_p"] == pytest.approx(delong_test(y, gan_scores, base_scores).p)
+        # The main test: mean AUC over seeds against the baseline's, seeds and images
+        # resampled with summarise's n_boot and seed.
+        _, gan_seeds = seed_matrix(table, bone, "gan-r3")
+        _, base_seeds = seed_matrix(table, bone, "baseline")
+        test = seed_image_bootstrap(y, gan_seeds, base_seeds, n_boot=60, seed=3)
+        assert gan["delta_seeds"] == pytest.approx(means["gan-r3"] - means["baseline"])
+        assert (gan["delta_seeds"], gan["delta_seeds_lo"], gan["delta_seeds_hi"],
+                gan["boot_p"]) == pytest.approx((test.difference, test.lo, test.hi, test.p))
+        assert gan["beats_baseline"] == (test.difference > 0 and test.p < 0.05)
+        assert base["delta_seeds"] == 0.0 and not base["beats_baseline"]
+        for column in ("delta_seeds_lo", "delta_seeds_hi", "boot_p"):
+            assert math.isnan(base[column]), column
         for row in (base, gan, oracle):
             for name in ("auc", "pr_auc", "sens90"):
                 assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"]
@@ -130,7 +154,10 @@ def test_summarise_orders_strategies_and_picks_the_oracle() -> None:
         "baseline": ("baseline", math.nan, "", 0.4),
     }
     table = make_predictions(conditions, bones=("femur",), seeds=(0, 1))
-    summary = summarise(table, n_boot=20)
+    # n_boot >= 40: a bootstrap p is at least 2 / (n_boot + 1), and the oracles must reach
+    # p < 0.05 for a gap to be defined.
+    summary = summarise(table, n_boot=200)
+    assert summary.loc[summary["strategy"] == "oracle", "beats_baseline"].all()
     assert list(summary["condition"]) == [
         "baseline", "weighted", "oversample-r1", "oversample-r3", "gan-r3",
         "gan-transfer-r3-from-tibia", "oracle-r1", "oracle-r3", "tstr-r3",
@@ -151,17 +178,52 @@ def test_summarise_orders_strategies_and_picks_the_oracle() -> None:
 def test_summarise_without_baseline_or_oracle() -> None:
     no_baseline = {k: v for k, v in CONDITIONS.items() if k != "baseline"}
     summary = summarise(make_predictions(no_baseline, bones=("femur",)), n_boot=20)
-    for column in ("delta_auc", "delong_p", "gap_closed"):
+    for column in ("delta_auc", "delong_p", "gap_closed", "delta_seeds", "delta_seeds_lo",
+                   "delta_seeds_hi", "boot_p"):
         assert summary[column].isna().all(), column
+    assert not summary["beats_baseline"].any()
+    assert (summary["gap_note"] == "no baseline").all()
     no_oracle = {k: v for k, v in CONDITIONS.items() if k != "oracle-r3"}
     summary = summarise(make_predictions(no_oracle, bones=("femur",)), n_boot=20)
     assert summary["gap_closed"].isna().all()
-    assert summary["delta_auc"].notna().all()
+    assert summary["delta_auc"].notna().all() and summary["delta_seeds"].notna().all()
+    assert list(summary["gap_note"]) == ["baseline", "no oracle"]
     # An oracle that does not beat the baseline leaves no gap to close.
     weak_oracle = dict(CONDITIONS, **{"oracle-r3": ("oracle", 3.0, "", 0.0)})
     weak_oracle["baseline"] = ("baseline", math.nan, "", 3.0)
     summary = summarise(make_predictions(weak_oracle, bones=("femur",)), n_boot=20)
     assert summary["gap_closed"].isna().all()
+    assert summary["gap_note"].iloc[1:].str.startswith(
+        "oracle-r3 does not beat baseline (ΔAUC -").all()
+
+
+def test_gap_closed_needs_an_oracle_that_beats_the_baseline_by_the_seed_test() -> None:
+    # The oracle's seeds scatter: its mean AUC is above the baseline's, and DeLong on the
+    # seed ensembles calls it significant, but the seeds x images bootstrap does not.
+    rng = np.random.default_rng(1)
+    n = 240
+    labels = (np.arange(n) % 4 == 0).astype(int)
+    strengths = {"baseline": (0.8, 0.8, 0.8), "gan-r3": (1.0, 1.0, 1.0),
+                 "oracle-r3": (3.0, 1.0, 0.3)}
+    strategy = {"baseline": "baseline", "gan-r3": "gan", "oracle-r3": "oracle"}
+    rows = [{"bone": "femur", "condition": name, "strategy": strategy[name],
+             "ratio": math.nan if name == "baseline" else 3.0, "generator_bone": "",
+             "seed": k, "image_id": f"f{i:03d}", "label": labels[i], "score": score}
+            for name, seeds in strengths.items() for k, strength in enumerate(seeds)
+            for i, score in enumerate(strength * labels + rng.normal(size=n))]
+    summary = summarise(pd.DataFrame(rows), n_boot=200)
+    oracle = row_of(summary, "femur", "oracle-r3")
+    assert oracle["delta_seeds"] > 0 and oracle["delong_p"] < 0.001
+    assert oracle["boot_p"] > 0.05 and not oracle["beats_baseline"]
+    assert oracle["delta_seeds_lo"] < 0 < oracle["delta_seeds_hi"]
+    gan = row_of(summary, "femur", "gan-r3")
+    assert math.isnan(gan["gap_closed"]) and math.isnan(oracle["gap_closed"])
+    assert gan["gap_note"] == (f"oracle-r3 does not beat baseline (ΔAUC "
+                               f"{oracle['delta_seeds']:+.3f}, p {oracle['boot_p']:.3f})")
+    text = format_table(summary)
+    gan_line = next(line for line in text.splitlines() if line.startswith("gan-r3"))
+    assert gan_line.endswith(" -a")
+    assert f"gap closed -a: {gan['gap_note']}" in text
 
 
 def test_summarise_names_a_missing_column() -> None:
@@ -250,10 +312,13 @@ def test_format_table_is_readable() -> None:
     gan_line = next(line for line in lines if line.startswith("gan-r3"))
     gan = row_of(summary, "femur", "gan-r3")
     assert f"{gan['auc_mean']:.3f}±{gan['auc_sd']:.3f}" in gan_line
-    assert f"{gan['delta_auc']:+.3f}" in gan_line
+    assert f"{gan['delta_seeds']:+.3f}" in gan_line and f" {gan['auc']:.3f} " in gan_line
+    assert f"[{gan['delta_seeds_lo']:+.3f}, {gan['delta_seeds_hi']:+.3f}]" in gan_line
     baseline_line = next(line for line in lines if line.startswith("baseline"))
-    assert baseline_line.split()[-2:] == ["-", "0%"]  # no DeLong p against itself
-    assert "(95% CI)" in text
+    # No test of the baseline against itself, no gap for it to close.
+    base = row_of(summary, "femur", "baseline")
+    assert baseline_line.split()[-6:] == ["+0.000", "-", "-", f"{base['auc']:.3f}", "-", "-"]
+    assert "[95% CI]" in text and "DeLong" in text
     # A long condition name still fits.
     long = summary.copy()
     long.loc[1, "condition"] = "gan-transfer-r3-from-humerus"
@@ -272,23 +337,54 @@ def test_goal_check_reads_gap_and_pairwise_delong():
         "oracle-r3": ("oracle", 3.0, "", 2.5),
     }
     table = make_predictions(conditions, bones=("tibia",), n=240)
-    summary = summarise(table, n_boot=50)
+    summary = summarise(table, n_boot=200, seed=2)
     goal = goal_check(table, summary, 3)
     rows = {(r["condition"], r["vs"]): r for _, r in goal.iterrows()}
     gap = rows[("gan-r3", "")]
     assert gap["goal"] and gap["gap_closed"] > 0.5            # most of the way to the oracle
+    assert gap["gap_note"] == "" and math.isnan(gap["boot_p"])
     over = rows[("gan-r3", "oversample-r3")]
-    assert over["beats"] and over["delong_p"] < 0.05 and over["delta_auc"] > 0
+    assert over["beats"] and over["boot_p"] < 0.05 and over["delta_seeds"] > 0
+    assert over["boot_lo"] > 0 and over["delong_p"] < 0.05 and over["delta_auc"] > 0
     paste = rows[("gan-r3", "copypaste-r3")]
     assert not paste["beats"] and not paste["goal"]           # copy-paste is as good
     assert not rows[("gan-transfer-r3-from-femur", "")]["goal"]  # a third: not met
-    # the pairwise test is DeLong on the two seed ensembles
-    labels, first = ensemble(table, "tibia", "gan-r3")
-    _, second = ensemble(table, "tibia", "oversample-r3")
-    expected = delong_test(labels, first, second)
-    assert compare(table, "tibia", "gan-r3", "oversample-r3").p == pytest.approx(expected.p)
+    # the pairwise test is the seeds x images bootstrap, with the summary's n_boot and
+    # seed; DeLong on the two seed ensembles is the secondary column
+    labels, first = seed_matrix(table, "tibia", "gan-r3")
+    _, second = seed_matrix(table, "tibia", "oversample-r3")
+    expected = seed_image_bootstrap(labels, first, second, n_boot=200, seed=2)
+    assert (over["delta_seeds"], over["boot_lo"], over["boot_hi"], over["boot_p"]) == \
+        pytest.approx((expected.difference, expected.lo, expected.hi, expected.p))
+    result = compare(table, "tibia", "gan-r3", "oversample-r3", n_boot=200, seed=2)
+    assert (result.difference, result.p) == pytest.approx((expected.difference, expected.p))
+    ensemble_test = delong_test(labels, first.mean(axis=0), second.mean(axis=0))
+    assert over["delong_p"] == pytest.approx(ensemble_test.p)
+    assert compare(table, "tibia", "gan-r3", "oversample-r3", test="delong").p == \
+        pytest.approx(ensemble_test.p)
     text = format_goal(goal)
     assert "MET" in text and "not met" in text and text.count("\n") == len(goal)
+    assert f"p {over['boot_p']:.3f}; DeLong p" in text
     with pytest.raises(BoneaugError, match="no condition 'gan-r9'"):
         compare(table, "tibia", "gan-r9", "baseline")
+    with pytest.raises(BoneaugError, match="test must be"):
+        compare(table, "tibia", "gan-r3", "baseline", test="t")
     assert goal_check(table, summary, 10).empty
+
+
+def test_goal_gap_is_not_met_where_the_gap_is_not_defined():
+    from boneaug.classify.evaluate import format_goal, goal_check
+
+    conditions = {
+        "baseline": ("baseline", math.nan, "", 1.0),
+        "gan-r3": ("gan", 3.0, None, 1.2),
+        "oracle-r3": ("oracle", 3.0, "", 1.0),  # no better than the baseline
+    }
+    table = make_predictions(conditions, bones=("tibia",))
+    summary = summarise(table, n_boot=50)
+    goal = goal_check(table, summary, 3)
+    assert len(goal) == 1 and not goal["goal"].iloc[0]
+    assert math.isnan(goal["gap_closed"].iloc[0])
+    note = goal["gap_note"].iloc[0]
+    assert note.startswith("oracle-r3 does not beat baseline")
+    assert f"closes >= 1/2 of the gap: - ({note})" in format_goal(goal)

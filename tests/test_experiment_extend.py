@@ -20,7 +20,7 @@ TINY = {
     "classifier.steps_per_epoch": 2, "classifier.device": "cpu",
     "protocol.seeds": 1, "protocol.n_boot": 20,
     "protocol.strategies": ["baseline", "gan"], "protocol.ratios": [1],
-    "protocol.main_ratio": 1, "protocol.sweep": ["gan"],
+    "protocol.main_ratio": 1, "protocol.sweep": ["gan"], "protocol.levels": ["image"],
 }
 
 

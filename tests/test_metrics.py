@@ -7,13 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from boneaug.classify import metrics
 from boneaug.classify.metrics import (
+    _resampled_aucs,
     bootstrap_ci,
     delong_test,
     mean_sd,
     pr_auc,
     roc_auc,
     roc_curve,
+    seed_image_bootstrap,
     sensitivity_at_specificity,
 )
 from boneaug.errors import BoneaugError
@@ -248,6 +251,111 @@ def test_delong_finds_a_clearly_better_scorer() -> None:
 def test_delong_rejects_misaligned_scores() -> None:
     with pytest.raises(BoneaugError, match="s2"):
         delong_test([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+# --- seed_image_bootstrap ------------------------------------------------------------
+
+
+def test_seed_bootstrap_hand_computed_case() -> None:
+    # A: one perfect seed (AUC 1 on every image resample) and one all-tied seed (AUC 0.5
+    # on every resample); B: one all-tied seed. A replicate draws A's two seeds with
+    # replacement: both perfect (1/4) -> 1 - 0.5 = 0.5; one of each (1/2) -> 0.75 - 0.5 =
+    # 0.25; both tied (1/4) -> 0. So n_le / n_boot -> 1/4, n_ge = n_boot, p -> 2 * 1/4.
+    y = np.array([1] * 10 + [0] * 30)
+    perfect, tied = y.astype(float), np.zeros(40)
+    result = seed_image_bootstrap(y, [perfect, tied], [tied], n_boot=20000, seed=3)
+    assert (result.auc_a, result.auc_b, result.difference) == (0.75, 0.5, 0.25)
+    assert (result.lo, result.hi) == (0.0, 0.5)
+    # sd of p: 2 * sqrt(1/4 * 3/4 / 20000) = 0.006
+    assert result.p == pytest.approx(0.5, abs=0.03)
+    assert (result.n_boot, result.k_a, result.k_b) == (20000, 2, 1)
+
+
+def test_resampled_aucs_equal_roc_auc_of_the_resampled_arrays(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    y = (rng.random(50) < 0.3).astype(int)
+    scores = np.round(rng.normal(size=(3, 50)) + y, 1)  # ties within and across classes
+    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    draws = [np.r_[rng.choice(positives, positives.size), rng.choice(negatives, negatives.size)]
+             for _ in range(20)]
+    # Counts per positive and per negative, in the order of flatnonzero.
+    w_pos = np.array([[np.count_nonzero(d == i) for i in positives] for d in draws], float)
+    w_neg = np.array([[np.count_nonzero(d == i) for i in negatives] for d in draws], float)
+    aucs = _resampled_aucs(y, scores, w_pos, w_neg)
+    assert aucs.shape == (20, 3)
+    expected = [[roc_auc(y[d], s[d]) for s in scores] for d in draws]
+    np.testing.assert_allclose(aucs, expected, rtol=0, atol=1e-12)
+    # The pair matrix built a few positives at a time gives the same.
+    monkeypatch.setattr(metrics, "_BLOCK_BYTES", 8 * negatives.size * 3)
+    np.testing.assert_allclose(_resampled_aucs(y, scores, w_pos, w_neg), expected, rtol=0,
+                               atol=1e-12)
+
+
+def seed_scores(strengths: tuple[float, ...], y: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """One row per seed: strength * label + standard normal noise."""
+    return np.vstack([s * y + rng.normal(size=y.size) for s in strengths])
+
+
+def test_seed_spread_widens_the_interval_where_delong_on_the_ensemble_does_not() -> None:
+    rng = np.random.default_rng(1)
+    y = (np.arange(240) % 4 == 0).astype(int)  # 60 positives
+    baseline = seed_scores((0.8, 0.8, 0.8), y, rng)
+    steady = seed_scores((1.3, 1.3, 1.3), y, rng)  # seed AUCs 0.82-0.84
+    erratic = seed_scores((3.0, 1.0, 0.3), y, rng)  # seed AUCs 0.63-0.99
+    steady_test = seed_image_bootstrap(y, steady, baseline)
+    erratic_test = seed_image_bootstrap(y, erratic, baseline)
+    assert steady_test.difference > 0 and erratic_test.difference > 0
+    assert steady_test.p < 0.05 and steady_test.lo > 0
+    assert erratic_test.p > 0.2 and erratic_test.lo < 0 < erratic_test.hi
+    assert erratic_test.hi - erratic_test.lo > 2 * (steady_test.hi - steady_test.lo)
+    # The motivating case: the seed ensemble's DeLong test calls the erratic one a clear win.
+    assert delong_test(y, erratic.mean(axis=0), baseline.mean(axis=0)).p < 0.001
+
+
+def test_seed_bootstrap_is_deterministic_and_paired_on_images(monkeypatch) -> None:
+    rng = np.random.default_rng(2)
+    y = (np.arange(90) % 3 == 0).astype(int)
+    a, b = seed_scores((1.0, 1.5), y, rng), seed_scores((0.5, 0.7, 0.9), y, rng)
+    first = seed_image_bootstrap(y, a, b, n_boot=300, seed=4)
+    assert seed_image_bootstrap(y, a, b, n_boot=300, seed=4) == first
+    assert seed_image_bootstrap(y, a, b, n_boot=300, seed=5) != first
+    assert first.lo <= first.difference <= first.hi
+    assert first.auc_a == pytest.approx(np.mean([roc_auc(y, s) for s in a]))
+    # One seed each: a paired image bootstrap; swapping the sides mirrors every replicate.
+    ab = seed_image_bootstrap(y, a[0], b[0], n_boot=300, seed=4)
+    ba = seed_image_bootstrap(y, b[0], a[0], n_boot=300, seed=4)
+    assert (ab.lo, ab.hi, ab.p) == pytest.approx((-ba.hi, -ba.lo, ba.p))
+    # Chunking the replicates (to bound the memory) changes no draw.
+    monkeypatch.setattr(metrics, "_BLOCK_BYTES", 8 * 200)
+    chunked = seed_image_bootstrap(y, a, b, n_boot=300, seed=4)
+    assert (chunked.lo, chunked.hi, chunked.p) == pytest.approx((first.lo, first.hi, first.p))
+    monkeypatch.undo()
+    # A condition against itself: every replicate is 0, so p = 1 and the interval is [0, 0].
+    same = seed_image_bootstrap(y, a[:1], a[:1], n_boot=50)
+    assert (same.difference, same.lo, same.hi, same.p) == (0.0, 0.0, 0.0, 1.0)
+    # The p-value's +1: with every replicate above 0, p = 2 / (n_boot + 1).
+    clear = seed_image_bootstrap(y, y[None, :] * 1.0, b, n_boot=99)
+    assert clear.p == pytest.approx(2 / 100)
+
+
+@pytest.mark.parametrize(("y", "a", "b", "kwargs", "message"), [
+    ([0, 1, 1], [[0.1, 0.2]], [[0.1, 0.2, 0.3]], {}, "scores_a scores 2 images but y "
+                                                      "labels 3"),
+    ([0, 1, 1], np.zeros((0, 3)), [[0.1, 0.2, 0.3]], {}, "at least one seed"),
+    ([0, 1, 1], np.zeros((1, 1, 3)), [[0.1, 0.2, 0.3]], {}, r"\(seeds, images\)"),
+    ([0, 1, 1], [[0.1, 0.2, 0.3]], [[0.1, np.nan, 0.3]], {}, r"scores_b\[0, 1\] is nan"),
+    ([1, 1, 1], [[0.1, 0.2, 0.3]], [[0.1, 0.2, 0.3]], {}, "both classes"),
+    ([0, 2, 1], [[0.1, 0.2, 0.3]], [[0.1, 0.2, 0.3]], {}, "0 or 1"),
+    ([[0, 1, 1]], [[0.1, 0.2, 0.3]], [[0.1, 0.2, 0.3]], {}, "one-dimensional"),
+    ([0, 1, 1], [[0.1, 0.2, 0.3]], [[0.1, 0.2, 0.3]], {"n_boot": 0}, "n_boot"),
+    ([0, 1, 1], [[0.1, 0.2, 0.3]], [[0.1, 0.2, 0.3]], {"level": 95}, "level"),
+])
+def test_seed_bootstrap_bad_input(y: list, a: object, b: object, kwargs: dict,
+                                  message: str) -> None:
+    with pytest.raises(BoneaugError, match=message) as info:
+        seed_image_bootstrap(y, a, b, **kwargs)
+    assert "\n" not in str(info.value)
 
 
 # --- mean_sd -------------------------------------------------------------------------

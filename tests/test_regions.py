@@ -34,7 +34,7 @@ from boneaug.patches.extract import SHARE_TOLERANCE
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 REGIONS = RegionConfig(context=1.5)  # phantom lesions are large: room for healthy regions
-FAST = ClassifierConfig(width=8, epochs=12, patience=20, batch_size=16, lr=3e-3, amp=False,
+FAST = ClassifierConfig(width=8, epochs=20, patience=20, batch_size=16, lr=3e-3, amp=False,
                         device="cpu")
 
 

@@ -3,11 +3,15 @@
 The same code runs as one plain process (nothing to join) and under
 ``torchrun --nproc-per-node K`` (RANK / WORLD_SIZE / LOCAL_RANK set): nccl on GPUs, gloo
 on CPUs. A leaf module, like `errors`, so that every stage that shares work out can use it.
+`fixed_threads` pins the intra-op thread count of training, so that results do not
+depend on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -60,3 +64,25 @@ def pick_device(name: str, ranks: Ranks) -> torch.device:
     if ranks.enabled:
         return torch.device("cuda", ranks.local_rank)
     return torch.device(name if name.startswith("cuda:") else "cuda")
+
+
+# The intra-op thread count of every training and translation. CPU kernels split their
+# sums by thread, so the same seed gives results that differ in the last digits between
+# thread counts, and those digits grow into different classifiers (docs/architecture.md).
+# A fixed count makes results the same whatever OMP_NUM_THREADS or the machine's cores.
+DEFAULT_THREADS = 2
+
+
+@contextlib.contextmanager
+def fixed_threads(count: int = DEFAULT_THREADS) -> Iterator[None]:
+    """Run the block with exactly `count` intra-op threads (then restore the old count).
+
+    On a GPU the count only affects host-side work; a count above the machine's cores
+    still gives the same numbers, only slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -6,7 +6,8 @@ Public face:
 - `ClassifierConfig`, `STRATEGIES`, `select` (which rows a strategy trains on),
   `build_training_set`, `train_classifier`, `predict`, `load_inputs`;
 - metrics (`roc_auc`, `pr_auc`, `sensitivity_at_specificity`, `bootstrap_ci`,
-  `delong_test`) and `summarise` / `format_table` over many runs' predictions.
+  `delong_test`, `seed_image_bootstrap`) and `summarise` / `format_table` over many runs'
+  predictions; `compare` / `goal_check` / `format_goal` for the benchmark's goal.
 """
 
 from boneaug.classify.evaluate import (
@@ -24,6 +25,7 @@ from boneaug.classify.metrics import (
     pr_auc,
     roc_auc,
     roc_curve,
+    seed_image_bootstrap,
     sensitivity_at_specificity,
 )
 from boneaug.classify.model import ARCHS, build_classifier
@@ -43,5 +45,6 @@ __all__ = [
     "build_training_set", "classifier_input", "classify", "compare", "delong_test",
     "format_goal", "format_table", "goal_check",
     "load_inputs", "pr_auc", "predict", "read_predictions", "roc_auc", "roc_curve", "select",
-    "score_metrics", "sensitivity_at_specificity", "summarise", "train_classifier",
+    "score_metrics", "seed_image_bootstrap", "sensitivity_at_specificity", "summarise",
+    "train_classifier",
 ]

@@ -61,7 +61,7 @@ from boneaug.data.films import (
     split_bones,
 )
 from boneaug.data.skips import Skips
-from boneaug.distributed import Ranks, pick_device
+from boneaug.distributed import Ranks, fixed_threads, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.patches.location import blank_boxes
 
@@ -178,7 +178,14 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def _train(inputs: np.ndarray, targets: np.ndarray, config: BonesConfig,
            device: torch.device) -> nn.Module:
-    """The film classifier: `(N, S, S)` inputs, `(N, C)` 0/1 targets -> a trained model."""
+    """The film classifier: `(N, S, S)` inputs, `(N, C)` 0/1 targets -> a trained model
+    (with the thread count pinned, so that it does not change the model)."""
+    with fixed_threads():
+        return _fit(inputs, targets, config, device)
+
+
+def _fit(inputs: np.ndarray, targets: np.ndarray, config: BonesConfig,
+         device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
     model = SmallCNN(config.width, outputs=targets.shape[1]).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
@@ -210,11 +217,12 @@ def _train(inputs: np.ndarray, targets: np.ndarray, config: BonesConfig,
 def _scores(model: nn.Module, inputs: np.ndarray, device: torch.device) -> np.ndarray:
     """Sigmoid scores `(N, C)`; a film and its mirror image are averaged (left/right)."""
     out = []
-    for start in range(0, len(inputs), 256):
-        x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + 256]))[:, None]
-        x = x.to(device) * 2.0 - 1.0
-        probs = (torch.sigmoid(model(x)) + torch.sigmoid(model(x.flip(-1)))) / 2
-        out.append(probs.float().cpu().numpy())
+    with fixed_threads():
+        for start in range(0, len(inputs), 256):
+            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + 256]))[:, None]
+            x = x.to(device) * 2.0 - 1.0
+            probs = (torch.sigmoid(model(x)) + torch.sigmoid(model(x.flip(-1)))) / 2
+            out.append(probs.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -7,11 +7,15 @@ that summary for the terminal.
 
 Two views of a condition trained with K seeds are reported side by side:
 - *over seeds*: each seed's AUC, PR AUC and sensitivity at 90 % specificity, then their
-  mean and standard deviation: how much the result depends on the training seed;
+  mean and standard deviation: how much the result depends on the training seed. The
+  main comparison with the bone's baseline is on these: the difference in mean AUC, with
+  the interval and p of a bootstrap that resamples both the test images and the training
+  seeds (`metrics.seed_image_bootstrap`), so that it counts seed-to-seed noise; and the
+  share of the baseline -> oracle gap that the condition closes, where the oracle beats
+  the baseline by that test;
 - *seed ensemble*: the mean score of the K classifiers per image, with stratified
-  bootstrap intervals, the AUC difference to the bone's baseline, DeLong's p for that
-  difference (both curves are measured on the same images, so the test is paired), and
-  the share of the baseline -> oracle gap that the condition closes.
+  bootstrap intervals, the AUC difference to the bone's baseline and DeLong's p for that
+  difference (paired on the images, blind to the seed-to-seed noise: a secondary view).
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import numpy as np
 import pandas as pd
 
 from boneaug.classify.metrics import (
+    SeedBootstrapResult,
     bootstrap_ci,
     delong_test,
     mean_sd,
     pr_auc,
     roc_auc,
+    seed_image_bootstrap,
     sensitivity_at_specificity,
 )
 from boneaug.data.files import read_csv_text
@@ -46,9 +52,12 @@ SUMMARY_COLUMNS = ("bone", "condition", "strategy", "ratio", "generator_bone", "
                    "n_test", "n_test_pos", "auc_mean", "auc_sd", "pr_auc_mean", "pr_auc_sd",
                    "sens90_mean", "sens90_sd", "auc", "auc_lo", "auc_hi", "pr_auc",
                    "pr_auc_lo", "pr_auc_hi", "sens90", "sens90_lo", "sens90_hi", "delta_auc",
-                   "delong_p", "gap_closed")
+                   "delong_p", "delta_seeds", "delta_seeds_lo", "delta_seeds_hi", "boot_p",
+                   "beats_baseline", "gap_closed", "gap_note")
 # The specificity at which sensitivity is reported (the "sens90" columns).
 SPECIFICITY = 0.9
+# A condition beats another when its mean AUC is higher with a bootstrap p below this.
+ALPHA = 0.05
 
 _STRING_COLUMNS = ("bone", "condition", "strategy", "image_id")
 # The terminal width that format_table aims to stay within.
@@ -167,9 +176,10 @@ def summarise(
     Args:
         predictions: the table of `read_predictions` (or one with the same columns).
         baseline: the condition name of each bone's reference (no augmentation).
-        n_boot, seed, level: the bootstrap of the ensemble intervals. Every row uses the
-            same `seed`, so the conditions of a bone, which share their test images, are
-            bootstrapped on the same replicates; the result is deterministic.
+        n_boot, seed, level: the bootstraps: of the ensemble intervals and of the
+            seeds x images test against the baseline. Every row uses the same `seed`, so
+            the conditions of a bone, which share their test images, are bootstrapped on
+            the same image resamples; the result is deterministic.
 
     Columns: bone, condition, strategy, ratio (NaN when none), generator_bone ("" when
     none); seeds (K), n_test, n_test_pos; ``auc_mean``/``auc_sd``, ``pr_auc_*``,
@@ -177,11 +187,23 @@ def summarise(
     ``pr_auc``, ``sens90`` with ``_lo``/``_hi``: the seed ensemble (mean score per image)
     and its stratified bootstrap interval at `level`; ``delta_auc``: ensemble AUC minus
     the baseline's ensemble AUC; ``delong_p``: DeLong's two-sided p for that difference
-    (NaN for the baseline itself); ``gap_closed``: ``(auc_mean - baseline auc_mean) /
-    (oracle auc_mean - baseline auc_mean)``, the oracle being the bone's ``oracle``
-    condition with this row's ratio, else the one with the largest ratio (NaN without
-    an oracle or when the oracle does not beat the baseline). Everything compared to
-    the baseline is NaN for a bone without one.
+    (NaN for the baseline itself; secondary: blind to seed-to-seed noise).
+
+    The main comparison with the baseline, `metrics.seed_image_bootstrap` of this
+    condition's K seeds against the baseline's (test images and seeds resampled):
+    ``delta_seeds``: ``auc_mean - baseline auc_mean`` (0.0 for the baseline itself);
+    ``delta_seeds_lo``/``_hi``: its percentile interval at `level`; ``boot_p``: its
+    two-sided bootstrap p; ``beats_baseline``: ``delta_seeds > 0 and boot_p < ALPHA``
+    (False for the baseline). All but ``delta_seeds`` are NaN for the baseline itself.
+
+    ``gap_closed``: ``(auc_mean - baseline auc_mean) / (oracle auc_mean - baseline
+    auc_mean)``, the oracle being the bone's ``oracle`` condition with this row's ratio,
+    else the one with the largest ratio; filled only where that oracle beats the
+    baseline (its ``beats_baseline``), else NaN. ``gap_note`` says why it is NaN:
+    "baseline" (the baseline's own row), "no baseline", "no oracle", or "<oracle> does
+    not beat baseline (ΔAUC +0.012, p 0.410)"; "" where ``gap_closed`` is filled.
+    Everything compared to the baseline is NaN (``beats_baseline`` False) for a bone
+    without one.
 
     Rows are sorted by bone, then `STRATEGY_ORDER` (unknown strategies last, by name),
     ratio (none first), generator_bone, condition. Raises BoneaugError for a missing
@@ -202,10 +224,14 @@ def summarise(
         per_seed = {c.name: _seed_metrics(c) for c in bone_conditions}
         ensembles = {c.name: c.scores.mean(axis=0) for c in bone_conditions}
         reference = next((c for c in bone_conditions if c.name == baseline), None)
-        oracles = [c for c in bone_conditions if c.strategy == "oracle"]
+        oracles = [c for c in bone_conditions if c.strategy == "oracle" and c is not reference]
+        tests = {} if reference is None else {
+            c.name: seed_image_bootstrap(c.labels, c.scores, reference.scores, n_boot=n_boot,
+                                         seed=seed, level=level)
+            for c in bone_conditions if c is not reference}
         for condition in bone_conditions:
             rows.append(_summary_row(condition, per_seed, ensembles, reference, oracles,
-                                     n_boot=n_boot, seed=seed, level=level))
+                                     tests, n_boot=n_boot, seed=seed, level=level))
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     rank = {strategy: i for i, strategy in enumerate(STRATEGY_ORDER)}
     summary["_rank"] = [rank.get(s, len(rank)) for s in summary["strategy"]]
@@ -213,8 +239,8 @@ def summarise(
         ["bone", "_rank", "strategy", "ratio", "generator_bone", "condition"],
         na_position="first", kind="mergesort")
     summary = summary.drop(columns="_rank").reset_index(drop=True)
-    summary.attrs.update({"n_boot": n_boot, "level": level, "baseline": baseline,
-                          "specificity": SPECIFICITY})
+    summary.attrs.update({"n_boot": n_boot, "seed": seed, "level": level,
+                          "baseline": baseline, "specificity": SPECIFICITY})
     return summary
 
 
@@ -299,6 +325,7 @@ def _summary_row(
     ensembles: dict[str, np.ndarray],
     reference: _Condition | None,
     oracles: list[_Condition],
+    tests: dict[str, SeedBootstrapResult],
     *,
     n_boot: int,
     seed: int,
@@ -325,20 +352,42 @@ def _summary_row(
         row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(
             labels, ensemble, metric, n_boot=n_boot, seed=seed, level=level)
 
-    row["delta_auc"] = row["delong_p"] = row["gap_closed"] = math.nan
+    for column in ("delta_auc", "delong_p", "delta_seeds", "delta_seeds_lo",
+                   "delta_seeds_hi", "boot_p", "gap_closed"):
+        row[column] = math.nan
+    row["beats_baseline"] = False
     if reference is None:
+        row["gap_note"] = "no baseline"
         return row
     reference_ensemble = ensembles[reference.name]
     row["delta_auc"] = roc_auc(labels, ensemble) - roc_auc(labels, reference_ensemble)
-    if condition.name != reference.name:
-        row["delong_p"] = delong_test(labels, ensemble, reference_ensemble).p
+    if condition is reference:
+        row["delta_seeds"] = 0.0
+        row["gap_note"] = "baseline"
+        return row
+    row["delong_p"] = delong_test(labels, ensemble, reference_ensemble).p
+    test = tests[condition.name]
+    row.update({"delta_seeds": test.difference, "delta_seeds_lo": test.lo,
+                "delta_seeds_hi": test.hi, "boot_p": test.p, "beats_baseline": _beats(test)})
     oracle = _matching_oracle(condition.ratio, oracles)
-    if oracle is not None:
-        baseline_auc = per_seed[reference.name]["auc"][0]
-        gap = per_seed[oracle.name]["auc"][0] - baseline_auc
-        if gap > 0:
-            row["gap_closed"] = (mine["auc"][0] - baseline_auc) / gap
+    if oracle is None:
+        row["gap_note"] = "no oracle"
+        return row
+    oracle_test = tests[oracle.name]
+    if not _beats(oracle_test):
+        row["gap_note"] = (f"{oracle.name} does not beat baseline (ΔAUC "
+                           f"{oracle_test.difference:+.3f}, p {_p_value(oracle_test.p)})")
+        return row
+    baseline_auc = per_seed[reference.name]["auc"][0]
+    row["gap_closed"] = (mine["auc"][0] - baseline_auc) / (per_seed[oracle.name]["auc"][0]
+                                                           - baseline_auc)
+    row["gap_note"] = ""
     return row
+
+
+def _beats(test: Any) -> bool:
+    """Whether a test's first condition is better: difference > 0 and p < `ALPHA`."""
+    return bool(test.difference > 0 and test.p < ALPHA)
 
 
 def _matching_oracle(ratio: float, oracles: list[_Condition]) -> _Condition | None:
@@ -358,14 +407,17 @@ def format_table(summary: pd.DataFrame, items: str = "images") -> str:
     `items`: what a test item is, for the block titles ("images", or "regions" at the
     region level).
 
-    Columns: condition | AUC mean ± sd (over seeds) | ensemble AUC (CI) | PR AUC |
-    sensitivity at 90 % specificity | ΔAUC | DeLong p | gap closed (the last three
-    against the bone's baseline; "-" where not defined). Lines stay within 100 columns
-    for condition names up to about 27 characters.
+    Columns: condition | AUC mean ± sd (over seeds) | ΔAUC (``delta_seeds``, against the
+    bone's baseline) | its CI | its bootstrap p (seeds x images) | ensemble AUC | DeLong p
+    (ensemble against the baseline's ensemble) | gap closed; "-" where not defined. A gap
+    closed that is not defined for a reason other than being the baseline reads "-a",
+    "-b", ...; a line under the bone's block gives each letter's reason (``gap_note``).
+    PR AUC, sensitivity and the ensemble intervals are in the summary (results.csv) only.
+    Lines stay within 100 columns for condition names up to 28 characters.
     """
     needed = ("bone", "condition", "seeds", "n_test", "n_test_pos", "auc_mean", "auc_sd",
-              "auc", "auc_lo", "auc_hi", "pr_auc", "sens90", "delta_auc", "delong_p",
-              "gap_closed")
+              "auc", "delong_p", "delta_seeds", "delta_seeds_lo", "delta_seeds_hi", "boot_p",
+              "gap_closed", "gap_note")
     missing = [c for c in needed if c not in summary.columns]
     if missing:
         raise BoneaugError(f"format_table: the summary lacks column(s) {', '.join(missing)}")
@@ -373,26 +425,35 @@ def format_table(summary: pd.DataFrame, items: str = "images") -> str:
         return "no predictions to summarise\n"
     level = float(summary.attrs.get("level", 0.95))
     # Two header lines keep the columns as narrow as their numbers.
-    headers = (("", "condition"), ("AUC", "mean±sd"), ("AUC ensemble", f"({level:.0%} CI)"),
-               ("", "PR AUC"), ("sens at", "90% spec"), ("", "ΔAUC"), ("DeLong", "p"),
-               ("gap", "closed"))
+    headers = (("", "condition"), ("AUC", "mean±sd"), ("ΔAUC", "of means"),
+               ("", f"[{level:.0%} CI]"), ("boot", "p"), ("ensemble", "AUC"),
+               ("DeLong", "p"), ("gap", "closed"))
     header_cells = [tuple(top for top, _ in headers), tuple(bottom for _, bottom in headers)]
-    titles, bodies = [], []
+    titles, bodies, footnotes = [], [], []
     for bone, rows in summary.groupby("bone", sort=False):
         first = rows.iloc[0]
         titles.append(f"{bone}: {int(first['n_test'])} test {items}, "
                       f"{int(first['n_test_pos'])} with lesion; seeds per condition: "
                       f"{', '.join(str(k) for k in sorted(set(rows['seeds'].astype(int))))}")
-        bodies.append([(
-            str(r["condition"]),
-            f"{_num(r['auc_mean'])}±{_num(r['auc_sd'])}",
-            f"{_num(r['auc'])} ({_num(r['auc_lo'])}-{_num(r['auc_hi'])})",
-            _num(r["pr_auc"]),
-            _num(r["sens90"]),
-            _num(r["delta_auc"], signed=True),
-            _p_value(r["delong_p"]),
-            "-" if _missing(r["gap_closed"]) else f"{float(r['gap_closed']):.0%}",
-        ) for _, r in rows.iterrows()])
+        # Each distinct reason for a gap left blank gets a letter, in order of appearance.
+        reasons: dict[str, str] = {}
+        body = []
+        for _, r in rows.iterrows():
+            body.append((
+                str(r["condition"]),
+                f"{_num(r['auc_mean'])}±{_num(r['auc_sd'])}",
+                _num(r["delta_seeds"], signed=True),
+                "-" if _missing(r["delta_seeds_lo"]) else
+                f"[{_num(r['delta_seeds_lo'], signed=True)}, "
+                f"{_num(r['delta_seeds_hi'], signed=True)}]",
+                _p_value(r["boot_p"]),
+                _num(r["auc"]),
+                _p_value(r["delong_p"]),
+                _gap_cell(r["gap_closed"], r["gap_note"], reasons),
+            ))
+        bodies.append(body)
+        footnotes.append([f"gap closed -{letter}: {reason}"
+                          for reason, letter in reasons.items()])
     # One set of widths for all bones, so that the blocks line up under each other.
     every_line = header_cells + [line for body in bodies for line in body]
     widths = [max(len(line[i]) for line in every_line) for i in range(len(headers))]
@@ -405,12 +466,32 @@ def format_table(summary: pd.DataFrame, items: str = "images") -> str:
                         for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
 
     rule = "-" * (sum(widths) + len(gap) * (len(widths) - 1))
-    blocks = ["\n".join([title, *map(render, header_cells), rule, *map(render, body)])
-              for title, body in zip(titles, bodies, strict=True)]
-    note = ("AUC mean±sd: over the seeds. Other columns: the seed ensemble (mean score per\n"
-            "image), with stratified bootstrap CIs. ΔAUC, DeLong p and gap closed (the share\n"
-            "of the baseline-to-oracle gap in mean AUC) compare with the bone's baseline.")
+    blocks = ["\n".join([title, *map(render, header_cells), rule, *map(render, body), *notes])
+              for title, body, notes in zip(titles, bodies, footnotes, strict=True)]
+    note = (f"AUC mean±sd: over the seeds. ΔAUC: mean AUC minus the baseline's, with the "
+            f"{level:.0%} CI and\n"
+            "p of a bootstrap that resamples the test images (the same draw for both) and,\n"
+            "independently, each condition's training seeds: it counts seed-to-seed noise.\n"
+            "Ensemble AUC: of the mean score per image over the seeds; DeLong p tests it "
+            "against the\n"
+            "baseline's ensemble on the same images only, blind to seed noise (secondary).\n"
+            "Gap closed: the share of the baseline-to-oracle gap in mean AUC, shown only "
+            "where the\n"
+            f"oracle beats the baseline (ΔAUC > 0, boot p < {ALPHA:g}).")
     return "\n\n".join(blocks) + "\n\n" + note + "\n"
+
+
+def _gap_cell(value: Any, note: Any, reasons: dict[str, str]) -> str:
+    """A gap closed as a percentage; "-" for the baseline's row; else "-" and the letter
+    of its reason (added to `reasons`, reason -> letter, when new)."""
+    if not _missing(value):
+        return f"{float(value):.0%}"
+    reason = "" if _missing(note) else str(note)
+    if reason in ("", "baseline"):
+        return "-"
+    if reason not in reasons:
+        reasons[reason] = "abcdefghijklmnopqrstuvwxyz"[len(reasons) % 26]
+    return f"-{reasons[reason]}"
 
 
 def _missing(value: Any) -> bool:
@@ -433,13 +514,31 @@ def _p_value(value: Any) -> str:
 # --------------------------------------------------------------------------- the goal
 
 
-GOAL_COLUMNS = ("bone", "condition", "gap_closed", "vs", "delta_auc", "delong_p", "beats",
-                "goal")
+GOAL_COLUMNS = ("bone", "condition", "gap_closed", "gap_note", "vs", "delta_seeds",
+                "boot_lo", "boot_hi", "boot_p", "delta_auc", "delong_p", "beats", "goal")
 
 
-def compare(predictions: pd.DataFrame, bone: str, first: str, second: str) -> Any:
-    """DeLong's test of the seed ensemble of condition `first` against that of `second`,
-    on the bone's shared test images (`metrics.DeLongResult`, auc1 = `first`)."""
+def compare(
+    predictions: pd.DataFrame,
+    bone: str,
+    first: str,
+    second: str,
+    test: str = "bootstrap",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Any:
+    """Condition `first` against condition `second` on the bone's shared test images.
+
+    ``test="bootstrap"`` (the main test): `metrics.seed_image_bootstrap` of the two
+    conditions' seeds (test images and seeds resampled; `n_boot`, `seed`, `level`), a
+    `metrics.SeedBootstrapResult` whose ``difference`` is mean AUC of `first` minus that
+    of `second`. ``test="delong"``: DeLong's test of the two seed ensembles (mean score per
+    image), a `metrics.DeLongResult` with auc1 = `first`. Both have ``.difference`` and
+    ``.p``.
+    """
+    if test not in ("bootstrap", "delong"):
+        raise BoneaugError(f"compare: test must be 'bootstrap' or 'delong', got {test!r}")
     table = _typed(predictions, source="predictions", first_line=None)
     chosen = table[table["bone"] == bone]
     pair = []
@@ -449,61 +548,92 @@ def compare(predictions: pd.DataFrame, bone: str, first: str, second: str) -> An
             raise BoneaugError(f"predictions: bone {bone!r} has no condition {name!r}")
         pair.append(_collect(rows, bone, name))
     _check_same_images(pair)
-    return delong_test(pair[0].labels, pair[0].scores.mean(axis=0),
-                       pair[1].scores.mean(axis=0))
+    if test == "delong":
+        return delong_test(pair[0].labels, pair[0].scores.mean(axis=0),
+                           pair[1].scores.mean(axis=0))
+    return seed_image_bootstrap(pair[0].labels, pair[0].scores, pair[1].scores,
+                                n_boot=n_boot, seed=seed, level=level)
 
 
-def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float
-               ) -> pd.DataFrame:
+def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float,
+               n_boot: int | None = None, seed: int | None = None) -> pd.DataFrame:
     """The benchmark's goal, per bone, at synthetic ratio `ratio`:
 
     - ``gan`` closes at least half of the baseline -> oracle AUC gap, and beats
-      ``oversample`` and ``copypaste`` (same ratio) with DeLong p < 0.05;
+      ``oversample`` and ``copypaste`` (same ratio): higher mean AUC with a seeds x images
+      bootstrap p < `ALPHA` (`compare`, ``test="bootstrap"``);
     - each ``gan-transfer`` closes at least a third of the gap.
 
-    One row per (bone, condition, comparison): the condition's gap closed, the compared
-    condition (``vs``; "" for the gap alone), the ensemble AUC difference, DeLong's p,
-    ``beats`` (difference > 0 and p < 0.05) and ``goal`` (whether this line's part of the
-    goal is met). Conditions or comparisons missing from the run are left out.
+    One row per (bone, condition, comparison): the condition's gap closed and its
+    ``gap_note`` (a gap not defined, e.g. because the oracle does not beat the baseline,
+    is not met); the compared condition (``vs``; "" for the gap alone); the main test:
+    ``delta_seeds`` (mean AUC difference), ``boot_lo``/``boot_hi`` (its interval at the
+    summary's level), ``boot_p``; secondary, DeLong on the two seed ensembles:
+    ``delta_auc`` and ``delong_p``; ``beats`` (delta_seeds > 0 and boot_p < `ALPHA`) and
+    ``goal`` (whether this line's part of the goal is met). The comparison columns are NaN
+    on gap lines. Conditions or comparisons missing from the run are left out.
+
+    `n_boot` and `seed` default to those `summarise` recorded in ``summary.attrs`` (else
+    2000 and 0), so that the goal check bootstraps like the summary.
     """
+    n_boot = int(summary.attrs.get("n_boot", 2000) if n_boot is None else n_boot)
+    seed = int(summary.attrs.get("seed", 0) if seed is None else seed)
+    level = float(summary.attrs.get("level", 0.95))
     name = f"r{ratio:g}"
+    nan = float("nan")
     out = []
+
+    def gap_line(bone: Any, row: pd.Series, share: float) -> dict[str, Any]:
+        gap = float(row["gap_closed"])
+        note = row.get("gap_note", "")
+        return {"bone": bone, "condition": row["condition"], "gap_closed": gap,
+                "gap_note": "" if _missing(note) else str(note), "vs": "",
+                "delta_seeds": nan, "boot_lo": nan, "boot_hi": nan, "boot_p": nan,
+                "delta_auc": nan, "delong_p": nan, "beats": False,
+                "goal": bool(gap >= share)}
+
     for bone, rows in summary.groupby("bone", sort=False):
         by_name = {str(r["condition"]): r for _, r in rows.iterrows()}
         gan = by_name.get(f"gan-{name}")
         if gan is not None:
-            gap = float(gan["gap_closed"])
-            out.append({"bone": bone, "condition": gan["condition"], "gap_closed": gap,
-                        "vs": "", "delta_auc": float("nan"), "delong_p": float("nan"),
-                        "beats": False, "goal": bool(gap >= 0.5)})
+            line = gap_line(bone, gan, 0.5)
+            out.append(line)
             for other in (f"oversample-{name}", f"copypaste-{name}"):
                 if other not in by_name:
                     continue
-                test = compare(predictions, str(bone), str(gan["condition"]), other)
-                beats = bool(test.difference > 0 and test.p < 0.05)
-                out.append({"bone": bone, "condition": gan["condition"], "gap_closed": gap,
-                            "vs": other, "delta_auc": float(test.difference),
-                            "delong_p": float(test.p), "beats": beats, "goal": beats})
+                main = compare(predictions, str(bone), str(gan["condition"]), other,
+                               n_boot=n_boot, seed=seed, level=level)
+                delong = compare(predictions, str(bone), str(gan["condition"]), other,
+                                 test="delong")
+                beats = _beats(main)
+                out.append({**line, "vs": other, "delta_seeds": float(main.difference),
+                            "boot_lo": float(main.lo), "boot_hi": float(main.hi),
+                            "boot_p": float(main.p), "delta_auc": float(delong.difference),
+                            "delong_p": float(delong.p), "beats": beats, "goal": beats})
         for condition, row in by_name.items():
             if row["strategy"] == "gan-transfer" and condition.startswith(
                     f"gan-transfer-{name}-"):
-                gap = float(row["gap_closed"])
-                out.append({"bone": bone, "condition": condition, "gap_closed": gap,
-                            "vs": "", "delta_auc": float("nan"), "delong_p": float("nan"),
-                            "beats": False, "goal": bool(gap >= 1 / 3)})
+                out.append(gap_line(bone, row, 1 / 3))
     return pd.DataFrame(out, columns=list(GOAL_COLUMNS))
 
 
 def format_goal(goal: pd.DataFrame) -> str:
-    """`goal_check` as plain text, one line per part of the goal."""
+    """`goal_check` as plain text, one line per part of the goal: a gap closed (or why it
+    is not defined), or a comparison's ΔAUC of means with its CI and bootstrap p, then
+    DeLong's p on the ensembles."""
     if goal.empty:
         return "goal: no gan or gan-transfer condition at this ratio in the run\n"
     lines = []
     for _, r in goal.iterrows():
-        gap = "-" if _missing(r["gap_closed"]) else f"{float(r['gap_closed']):.0%}"
+        if _missing(r["gap_closed"]):
+            note = r.get("gap_note", "")
+            gap = "-" if _missing(note) or not note else f"- ({note})"
+        else:
+            gap = f"{float(r['gap_closed']):.0%}"
         if r["vs"]:
-            text = (f"beats {r['vs']}: ΔAUC {_num(r['delta_auc'], signed=True)}, DeLong p "
-                    f"{_p_value(r['delong_p'])}")
+            text = (f"beats {r['vs']}: ΔAUC {_num(r['delta_seeds'], signed=True)} "
+                    f"[{_num(r['boot_lo'], signed=True)}, {_num(r['boot_hi'], signed=True)}]"
+                    f", p {_p_value(r['boot_p'])}; DeLong p {_p_value(r['delong_p'])}")
         elif str(r["condition"]).startswith("gan-transfer"):
             text = f"closes >= 1/3 of the gap: {gap}"
         else:

@@ -16,6 +16,8 @@ precision-recall curves, as in scikit-learn.
 - `sensitivity_at_specificity`: the best sensitivity at a required specificity.
 - `bootstrap_ci`: a stratified percentile bootstrap interval for any of the above.
 - `delong_test`: DeLong's test of two correlated AUCs measured on the same images.
+- `seed_image_bootstrap`: a hierarchical bootstrap over training seeds and test images of
+  the difference in mean-over-seeds AUC between two conditions.
 - `mean_sd`: mean and sample standard deviation over seeds, NaN-tolerant.
 """
 
@@ -35,6 +37,11 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 # Count slack when comparing a specificity (a ratio of integers) to the target, so that a
 # target of 0.9 with 10 negatives accepts 9 true negatives despite 0.9 * 10 != 9 in floats.
 _COUNT_SLACK = 1e-9
+# A bootstrap replicate difference within this of 0 counts as 0 (on both sides of the
+# p-value), so that rounding in a mean over drawn seeds cannot decide a tie.
+_ZERO_SLACK = 1e-12
+# The largest temporary float64 array, in bytes, that `seed_image_bootstrap` builds.
+_BLOCK_BYTES = 32 * 2**20
 
 
 def _check(y: Any, s: Any, where: str, name: str = "s") -> tuple[np.ndarray, np.ndarray]:
@@ -283,6 +290,166 @@ def delong_test(y: Any, s1: Any, s2: Any) -> DeLongResult:
         p = float(2.0 * norm.sf(abs(z)))
     return DeLongResult(auc1=auc1, auc2=auc2, difference=difference, z=z, p=p,
                         var1=var1, var2=var2, cov=cov)
+
+
+@dataclass(frozen=True)
+class SeedBootstrapResult:
+    """The hierarchical (seeds x test images) bootstrap of two conditions' mean AUCs.
+
+    ``difference = auc_a - auc_b``, where ``auc_a`` is the mean over A's `k_a` seeds of
+    each seed's AUC on the original test images (``auc_b`` likewise for B). ``lo`` and
+    ``hi`` are the percentile interval of the `n_boot` replicate differences; ``p`` is the
+    two-sided bootstrap p-value (see `seed_image_bootstrap`).
+    """
+
+    difference: float
+    lo: float
+    hi: float
+    p: float
+    auc_a: float
+    auc_b: float
+    n_boot: int
+    k_a: int
+    k_b: int
+
+
+def _check_seeds(labels: np.ndarray, scores: Any, where: str, name: str) -> np.ndarray:
+    """`scores` as float64 ``(K, n)`` (one ``(n,)`` vector is K = 1), or a BoneaugError."""
+    try:
+        array = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise BoneaugError(f"{where}: {name} must be a numeric array ({exc})") from None
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise BoneaugError(f"{where}: {name} must be (seeds, images), got shape {array.shape}")
+    if array.shape[0] < 1:
+        raise BoneaugError(f"{where}: {name} needs at least one seed, got shape "
+                           f"{array.shape}")
+    if array.shape[1] != labels.shape[0]:
+        raise BoneaugError(f"{where}: {name} scores {array.shape[1]} images but y labels "
+                           f"{labels.shape[0]}")
+    if not np.isfinite(array).all():
+        k, i = (int(v[0]) for v in np.nonzero(~np.isfinite(array)))
+        raise BoneaugError(f"{where}: {name}[{k}, {i}] is {array[k, i]}; scores must be "
+                           "finite")
+    return array
+
+
+def _pair_matrix(pos_scores: np.ndarray, neg_scores: np.ndarray) -> np.ndarray:
+    """``H[i, j]`` = 1 if positive i scores above negative j, 0.5 if tied, else 0."""
+    return 0.5 + 0.5 * np.sign(pos_scores[:, None] - neg_scores[None, :])
+
+
+def _resampled_aucs(labels: np.ndarray, scores: np.ndarray, w_pos: np.ndarray,
+                    w_neg: np.ndarray) -> np.ndarray:
+    """The AUC of each seed on each image resample, as a ``(B, K)`` array.
+
+    `scores` is ``(K, n)``; `w_pos` ``(B, n_pos)`` and `w_neg` ``(B, n_neg)`` count how
+    often each positive and each negative (in the order of ``np.flatnonzero(labels ==
+    1)`` and ``== 0``) is drawn in each of B resamples. The AUC of seed k on resample b is
+    ``w_pos[b] @ H_k @ w_neg[b] / (w_pos[b].sum() * w_neg[b].sum())`` with `H_k` the pair
+    matrix of `_pair_matrix`: exactly `roc_auc` of the resampled arrays, since a drawn
+    copy of an image is one more positive (or negative) in every pair it takes part in.
+    `H_k` is built a block of positives at a time to bound the memory.
+    """
+    positive = labels == 1
+    n_pos = int(positive.sum())
+    n_neg = labels.shape[0] - n_pos
+    rows = max(1, min(n_pos, _BLOCK_BYTES // (8 * n_neg)))
+    totals = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    out = np.empty((w_pos.shape[0], scores.shape[0]))
+    for k, seed_scores in enumerate(scores):
+        pos_scores, neg_scores = seed_scores[positive], seed_scores[~positive]
+        weighted = np.zeros((w_pos.shape[0], n_neg))
+        for start in range(0, n_pos, rows):
+            block = _pair_matrix(pos_scores[start:start + rows], neg_scores)
+            weighted += w_pos[:, start:start + rows] @ block
+        out[:, k] = np.einsum("bj,bj->b", weighted, w_neg) / totals
+    return out
+
+
+def seed_image_bootstrap(
+    y: Any,
+    scores_a: Any,
+    scores_b: Any,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> SeedBootstrapResult:
+    """Compare two conditions' mean-over-seeds AUCs, resampling seeds and test images.
+
+    `scores_a` is ``(K_a, n)`` and `scores_b` ``(K_b, n)``: the scores of each training
+    seed of conditions A and B on the same `n` test images labelled `y` (a ``(n,)``
+    vector is one seed). The statistic is ``mean_k AUC(a_k) - mean_k AUC(b_k)``, each AUC
+    the `roc_auc` of one seed (ties 1/2).
+
+    Each of `n_boot` replicates draws:
+    - the test images, stratified: as many positives as there are positives and as many
+      negatives as negatives, with replacement; this one draw serves A and B alike (the
+      comparison is paired on images);
+    - K_a seeds of A with replacement, and independently K_b seeds of B with replacement
+      (the seeds of two conditions are separate trainings: nothing pairs seed k of A
+      with seed k of B);
+    and its value is the mean over the drawn A seeds of their AUC on the drawn images,
+    minus the same for B. The interval ``(lo, hi)`` is the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles of the replicates. The p-value is two-sided:
+    ``p = min(1, 2 * min((n_le + 1) / (n_boot + 1), (n_ge + 1) / (n_boot + 1)))`` with
+    ``n_le`` and ``n_ge`` the replicates ``<= 0`` and ``>= 0`` (a replicate within 1e-12
+    of 0 counts in both). With one seed each it is a paired, stratified bootstrap of the
+    test images.
+
+    An image resample is a vector of draw counts per positive and per negative, so each
+    replicate AUC is ``w_pos @ H @ w_neg / (n_pos * n_neg)`` (see `_resampled_aucs`),
+    computed for many replicates at once as matrix products. The image draws depend only
+    on `seed`, `n_boot` and the numbers of positives and negatives, so every comparison
+    with the same seed on the same test set sees the same image resamples; the result is
+    deterministic given `seed`.
+    """
+    where = "seed_image_bootstrap"
+    if np.ndim(y) != 1:
+        raise BoneaugError(f"{where}: y must be one-dimensional, got shape {np.shape(y)}")
+    # The labels' checks of `_check` (0/1, both classes), with stand-in scores.
+    labels, _ = _check(y, np.zeros(np.shape(y)[0]), where)
+    first = _check_seeds(labels, scores_a, where, "scores_a")
+    second = _check_seeds(labels, scores_b, where, "scores_b")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise BoneaugError(f"{where}: n_boot must be an integer of at least 1, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise BoneaugError(f"{where}: level must be in (0, 1), got {level}")
+    n_boot = int(n_boot)
+    k_a, k_b = first.shape[0], second.shape[0]
+    auc_a = float(np.mean([_auc(labels, s) for s in first]))
+    auc_b = float(np.mean([_auc(labels, s) for s in second]))
+
+    n_pos = int(labels.sum())
+    n_neg = labels.shape[0] - n_pos
+    # One stream per kind of draw: the image draws do not depend on how many seeds either
+    # side has, and no draw depends on how the replicates are chunked.
+    pos_rng, neg_rng, a_rng, b_rng = (np.random.default_rng(s)
+                                      for s in np.random.SeedSequence(seed).spawn(4))
+    # Replicates per chunk, so that the (chunk, n) temporaries stay within the budget.
+    chunk = max(1, min(n_boot, _BLOCK_BYTES // (8 * (n_pos + 2 * n_neg))))
+    replicates = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        w_pos = pos_rng.multinomial(n_pos, np.full(n_pos, 1.0 / n_pos), size=size)
+        w_neg = neg_rng.multinomial(n_neg, np.full(n_neg, 1.0 / n_neg), size=size)
+        drawn_a = a_rng.multinomial(k_a, np.full(k_a, 1.0 / k_a), size=size)
+        drawn_b = b_rng.multinomial(k_b, np.full(k_b, 1.0 / k_b), size=size)
+        w_pos, w_neg = w_pos.astype(np.float64), w_neg.astype(np.float64)
+        mean_a = (_resampled_aucs(labels, first, w_pos, w_neg) * drawn_a).sum(axis=1) / k_a
+        mean_b = (_resampled_aucs(labels, second, w_pos, w_neg) * drawn_b).sum(axis=1) / k_b
+        replicates[start:start + size] = mean_a - mean_b
+
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(replicates, [tail, 1.0 - tail])
+    n_le = int(np.count_nonzero(replicates <= _ZERO_SLACK))
+    n_ge = int(np.count_nonzero(replicates >= -_ZERO_SLACK))
+    p = min(1.0, 2.0 * min(n_le + 1, n_ge + 1) / (n_boot + 1))
+    return SeedBootstrapResult(difference=auc_a - auc_b, lo=float(lo), hi=float(hi),
+                               p=float(p), auc_a=auc_a, auc_b=auc_b, n_boot=n_boot,
+                               k_a=k_a, k_b=k_b)
 
 
 def mean_sd(values: Any) -> tuple[float, float]:

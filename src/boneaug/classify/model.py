@@ -20,6 +20,8 @@ Input `(B, 1, S, S)` float in `[0, 1]`; output `(B,)` logits (higher = more like
 
 from __future__ import annotations
 
+import math
+
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import DenseNet121, ResNet
@@ -41,12 +43,26 @@ class LesionClassifier(nn.Module):
         return self.backbone(x * 2.0 - 1.0).reshape(-1)
 
 
-class SmallCNN(nn.Module):
-    """Conv-BN-ReLU + max-pool x4, global average pooling, dropout, linear: `(B, 1, S, S)`
-    -> `(B, outputs)`."""
+POOLS = ("mean", "lse")
 
-    def __init__(self, width: int = 16, dropout: float = 0.2, outputs: int = 1) -> None:
+
+class SmallCNN(nn.Module):
+    """Conv-BN-ReLU + max-pool x4, then `(B, 1, H, W)` -> `(B, outputs)` by one of two heads:
+
+    - ``mean``: global average pooling of the features, dropout, linear;
+    - ``lse``: dropout and the linear unit applied at every cell of the feature map (a map
+      of local lesion logits), pooled by a smooth maximum, ``log(mean(exp(r x))) / r``
+      with ``r = 4``: a multiple-instance head, whose answer is the most lesion-like place
+      rather than the average over the whole bone, so a small lesion is not diluted.
+    """
+
+    def __init__(self, width: int = 16, dropout: float = 0.2, outputs: int = 1,
+                 pool: str = "mean") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise BoneaugError(f"classifier pool must be one of {', '.join(POOLS)}, got "
+                               f"{pool!r}")
+        self.pool = pool
         widths = [width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         previous = 1
@@ -58,15 +74,23 @@ class SmallCNN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous, outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        features = self.features(x)
+        if self.pool == "mean":
+            return self.head(features.mean(dim=(2, 3)))
+        local = self.head(features.flatten(2).transpose(1, 2))  # (B, cells, outputs)
+        r = 4.0
+        cells = local.shape[1]
+        return (torch.logsumexp(r * local.float(), dim=1) - math.log(cells)) / r
 
 
-def build_classifier(arch: str = "cnn", width: int = 16) -> LesionClassifier:
-    """A fresh classifier; `width` is the first stage's channels (cnn and the ResNets)."""
+def build_classifier(arch: str = "cnn", width: int = 16, pool: str = "mean"
+                     ) -> LesionClassifier:
+    """A fresh classifier; `width` is the first stage's channels (cnn and the ResNets),
+    `pool` the head of the cnn (`SmallCNN`)."""
     if arch == "cnn":
         if width < 4:
             raise BoneaugError(f"classifier width must be at least 4, got {width}")
-        return LesionClassifier(SmallCNN(width))
+        return LesionClassifier(SmallCNN(width, pool=pool))
     if arch in ("resnet10", "resnet18"):
         if width < 4:
             raise BoneaugError(f"classifier width must be at least 4, got {width}")

@@ -518,7 +518,7 @@ def classify_regions(manifest: Manifest, strategy: str, out_dir: str | Path, *,
     started = time.time()
     regions = regions or RegionConfig()
     regions.validate()
-    config = dataclasses.replace(config or ClassifierConfig(), size=regions.size)
+    config = dataclasses.replace(config or ClassifierConfig(), size=regions.size, aspect=1.0)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "classify")
     training, (val_x, val_y), test = build_region_training(

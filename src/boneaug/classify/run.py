@@ -65,7 +65,8 @@ def build_training_set(manifest: Manifest, strategy: str, config: ClassifierConf
     failures: dict[Any, str] = {}
 
     def inputs(source: Manifest, rows: list) -> np.ndarray:
-        return load_inputs(source, rows, config.size, config.crop, cache_dir, failures)
+        return load_inputs(source, rows, config.size, config.crop, cache_dir, failures,
+                           config.aspect)
 
     def usable(rows: list) -> tuple[np.ndarray, np.ndarray, list]:
         """Inputs and labels of `rows` without the films that could not be read: a film
@@ -80,7 +81,7 @@ def build_training_set(manifest: Manifest, strategy: str, config: ClassifierConf
         assert sel.extra_manifest is not None
         extra_failures: dict[Any, str] = {}
         extra_x = load_inputs(sel.extra_manifest, sel.extra, config.size, config.crop,
-                              cache_dir, extra_failures)
+                              cache_dir, extra_failures, config.aspect)
         if extra_failures:  # boneaug made them: a missing one is a broken run, not a film
             raise BoneaugError(f"{sel.extra_manifest.source}: an extra positive cannot be "
                                f"read: {next(iter(extra_failures.values()))}")

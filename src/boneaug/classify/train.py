@@ -1,18 +1,34 @@
-"""Train one lesion classifier: a plain loop, early stopping and model choice on val AUC.
+"""Train one lesion classifier: a fixed step budget, weight averaging, flip-averaged scores.
 
 `train_classifier(train, val, config, seed)` trains on a `TrainingSet` (inputs, labels,
-how positives are weighted or repeated, whether to augment) and keeps the weights of the
-epoch with the best validation ROC AUC (ties: the lower validation loss, then the
-earlier epoch). Training stops when the validation AUC has not improved for `patience`
-epochs. `predict` scores inputs with a trained model.
+how positives are weighted or repeated, whether to augment). Two ways to end up with one
+model (`ClassifierConfig.select`):
 
-Same seed + same device -> the same model: the shuffling, the augmentation and the
-initial weights all come from generators seeded by `seed`.
+- ``ema`` (the default): a fixed budget of ``epochs x steps_per_epoch`` steps, the
+  learning rate falling along a cosine to 5 % of `lr`, and the model returned is the
+  exponential moving average of the weights (decay `ema`, warmed up as
+  ``min(ema, (1 + t) / (10 + t))``; batch-norm statistics averaged alike). The
+  validation set is scored after every epoch for the history only: nothing is chosen on
+  it, so the answer does not chase a small validation set's noise, and a seed whose
+  validation AUC happens to peak in epoch 1 is not stopped there.
+- ``best-val`` (the older rule): the weights of the epoch with the best validation ROC
+  AUC (ties: the lower validation loss, then the earlier epoch), stopping when it has not
+  improved for `patience` epochs. Measured less stable across seeds (docs/results.md).
+
+`predict` scores inputs with a trained model; with ``tta`` (default on) each score is the
+mean of the image's and its left-right mirror's (left and right limbs are both lesion
+sites).
+
+Same seed + same device + same `threads` -> the same model: the shuffling, the
+augmentation and the initial weights come from generators seeded by `seed`, and the
+intra-op thread count is pinned (`boneaug.distributed.fixed_threads`) because CPU kernels
+sum in a different order with another count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,11 +49,13 @@ from torch import nn
 
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
-from boneaug.classify.model import ARCHS, LesionClassifier, build_classifier
+from boneaug.classify.model import ARCHS, POOLS, LesionClassifier, build_classifier
 from boneaug.config import build_config
-from boneaug.distributed import Ranks, pick_device
+from boneaug.distributed import DEFAULT_THREADS, Ranks, fixed_threads, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast
+
+SELECTIONS = ("ema", "best-val")
 
 
 @dataclass
@@ -46,12 +64,18 @@ class ClassifierConfig:
 
     arch: str = "cnn"
     width: int = 16             # first-stage channels of the ResNets
-    size: int = 128             # input side in pixels
+    size: int = 128             # input height (the long side) in pixels
+    aspect: float = 1.0         # height / width of the input; 2 = an upright 2:1 field
+    pool: str = "mean"          # cnn head: mean (global average) or lse (smooth max, MIL)
     crop: str = "bone"          # "bone": the bone's bounding box; "image": the whole radiograph
-    epochs: int = 30            # at most
+    epochs: int = 30            # the budget (select: ema), at most (select: best-val)
     steps_per_epoch: int = 0    # batches between validations; 0 = one pass over the set
-    patience: int = 8           # epochs without a better val AUC before stopping
-    min_epochs: int = 3
+    select: str = "ema"         # ema: fixed budget, averaged weights; best-val: see module doc
+    ema: float = 0.99           # decay of the weight average per step (select: ema)
+    patience: int = 8           # best-val: epochs without a better val AUC before stopping
+    min_epochs: int = 3         # best-val: never stop before this epoch
+    tta: bool = True            # score = mean of the image's and its mirror's
+    threads: int = DEFAULT_THREADS  # intra-op threads while training and scoring
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -71,6 +95,10 @@ class ClassifierConfig:
 
         if self.arch not in ARCHS:
             raise bad("arch", f"must be one of {', '.join(ARCHS)}")
+        if self.pool not in POOLS:
+            raise bad("pool", f"must be one of {', '.join(POOLS)}")
+        if self.pool != "mean" and self.arch != "cnn":
+            raise bad("pool", "other than mean needs arch cnn")
         if self.crop not in CROPS:
             raise bad("crop", f"must be one of {', '.join(CROPS)}")
         for key in ("width", "size", "epochs", "batch_size"):
@@ -79,6 +107,10 @@ class ClassifierConfig:
                 raise bad(key, "must be a positive whole number")
         if self.size < 32:
             raise bad("size", "must be at least 32")
+        if not isinstance(self.aspect, int | float) or isinstance(self.aspect, bool) \
+                or not 1 <= self.aspect <= 4 or self.size / self.aspect < 16:
+            raise bad("aspect", "must be a number from 1 to 4 leaving the input at least "
+                      "16 px wide")
         if self.batch_size < 2:
             raise bad("batch_size", "must be at least 2 (batch normalisation)")
         for key in ("patience", "min_epochs", "steps_per_epoch"):
@@ -92,13 +124,23 @@ class ClassifierConfig:
                 raise bad(key, "must be a number >= 0")
         if self.amp not in ("auto", True, False):
             raise bad("amp", "must be auto, true or false")
+        if self.select not in SELECTIONS:
+            raise bad("select", f"must be one of {', '.join(SELECTIONS)}")
+        if not isinstance(self.ema, int | float) or isinstance(self.ema, bool) \
+                or not 0 <= self.ema < 1:
+            raise bad("ema", "must be a number in [0, 1)")
+        if not isinstance(self.tta, bool):
+            raise bad("tta", "must be true or false")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) \
+                or not 1 <= self.threads <= 256:
+            raise bad("threads", "must be a whole number from 1 to 256")
 
 
 @dataclass
 class TrainingSet:
     """What one strategy trains on.
 
-    `inputs` `(N, S, S)` float32 in [0, 1], `labels` `(N,)` 0/1. `repeat` `(N,)` how many
+    `inputs` `(N, H, W)` float32 in [0, 1], `labels` `(N,)` 0/1. `repeat` `(N,)` how many
     times each item is seen per epoch (oversampling), `pos_weight` the loss weight of a
     positive (class weighting), `augment` whether the classic augmentation is applied.
     """
@@ -113,7 +155,7 @@ class TrainingSet:
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, np.int64)
         if self.inputs.ndim != 3 or len(self.inputs) != len(self.labels):
-            raise ValueError("inputs must be (N, S, S) with one label each")
+            raise ValueError("inputs must be (N, H, W) with one label each")
         if self.repeat is None:
             self.repeat = np.ones(len(self.labels), np.int64)
 
@@ -178,15 +220,22 @@ def _batches(train: TrainingSet, rng: np.random.Generator, config: ClassifierCon
 @torch.no_grad()
 def predict(model: nn.Module, inputs: np.ndarray, config: ClassifierConfig,
             device: torch.device | None = None, batch_size: int = 128) -> np.ndarray:
-    """Lesion probabilities `(N,)` in [0, 1] for inputs `(N, S, S)`."""
+    """Lesion probabilities `(N,)` in [0, 1] for inputs `(N, S, S)` (with `config.tta`, the
+    mean of each image's and its left-right mirror's probability)."""
     device = device or next(model.parameters()).device
     model.eval()
     out = []
-    for start in range(0, len(inputs), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size]))
-        with _autocast(config, device):
-            logits = model(x[:, None].to(device))
-        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    with fixed_threads(config.threads):
+        for start in range(0, len(inputs), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size]))
+            x = x[:, None].to(device)
+            views = (x, x.flip(-1)) if config.tta else (x,)
+            probs = []
+            for view in views:
+                with _autocast(config, device):
+                    logits = model(view)
+                probs.append(torch.sigmoid(logits.float()))
+            out.append((sum(probs) / len(probs)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -201,22 +250,28 @@ def _val_score(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,
                      config: ClassifierConfig, seed: int = 0,
                      on_epoch: Any = None) -> TrainedClassifier:
-    """Train on `train`, choose the epoch on (`val_inputs`, `val_labels`); see module doc.
+    """Train on `train`; score (`val_inputs`, `val_labels`) after each epoch; see module doc.
 
-    `val_labels` must hold both classes (model choice is on val ROC AUC).
+    `val_labels` must hold both classes (the history's val AUC; the model choice of
+    ``select: best-val``).
     """
+    with fixed_threads(config.threads):
+        return _train(train, val_inputs, val_labels, config, seed, on_epoch)
+
+
+def _train(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,
+           config: ClassifierConfig, seed: int, on_epoch: Any) -> TrainedClassifier:
     started = time.time()
     val_labels = np.asarray(val_labels, np.int64)
     if not 0 < val_labels.sum() < len(val_labels):
-        raise BoneaugError("the validation set needs both lesion and normal images to choose "
-                           f"a model by AUC (it has {int(val_labels.sum())} lesion of "
-                           f"{len(val_labels)})")
+        raise BoneaugError("the validation set needs both lesion and normal images (it has "
+                           f"{int(val_labels.sum())} lesion of {len(val_labels)})")
     if not 0 < train.labels.sum() < len(train.labels):
         raise BoneaugError("the training set needs both lesion and normal images (it has "
                            f"{int(train.labels.sum())} lesion of {len(train.labels)})")
     device = pick_device(config.device, Ranks())  # one process: no torchrun here
     torch.manual_seed(seed)
-    model = build_classifier(config.arch, config.width).to(device)
+    model = build_classifier(config.arch, config.width, config.pool).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(train.pos_weight),
@@ -225,16 +280,25 @@ def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.
     augment = classic_augmentation(seed) if train.augment else None
     inputs = torch.from_numpy(np.ascontiguousarray(train.inputs, np.float32))
     labels = torch.from_numpy(train.labels.astype(np.float32))
+    averaging = config.select == "ema"
+    average = _WeightAverage(model, config.ema) if averaging else None
+    total_steps = config.epochs * _steps_per_epoch(train, config)
 
     pending: list[int] = []  # the rest of a pass that an epoch of fixed steps cut short
     history: list[dict[str, float]] = []
     best: tuple[float, float, int] | None = None
     best_state: dict[str, torch.Tensor] = {}
     since_best = 0
+    step = 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, seen = 0.0, 0
         for index in _batches(train, rng, config, pending):
+            if averaging:  # cosine from lr down to 5 % of it over the whole budget
+                fraction = min(step / max(total_steps - 1, 1), 1.0)
+                for group in optimiser.param_groups:
+                    group["lr"] = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(
+                        math.pi * fraction)))
             x = inputs[index][:, None]
             if augment is not None:
                 x = torch.stack([torch.as_tensor(augment(img)).float().clamp(0, 1)
@@ -246,15 +310,21 @@ def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            step += 1
+            if average is not None:
+                average.update(model)
             total += float(loss.detach()) * len(index)
             seen += len(index)
-        probs = predict(model, val_inputs, config, device)
+        scored = average.model if average is not None else model
+        probs = predict(scored, val_inputs, config, device)
         val_auc, val_loss = _val_score(val_labels, probs)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_auc": val_auc,
                "val_loss": val_loss}
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
+        if averaging:
+            continue
         key = (val_auc, -val_loss, -epoch)
         if best is None or key > best:
             best = key
@@ -264,8 +334,50 @@ def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.
             since_best += 1
         if epoch >= config.min_epochs and since_best >= config.patience:
             break
+    if average is not None:
+        final = history[-1]
+        average.model.eval()
+        return TrainedClassifier(average.model, history, int(final["epoch"]),
+                                 float(final["val_auc"]), time.time() - started, str(device))
     assert best is not None
     model.load_state_dict(best_state)
     model.eval()
     return TrainedClassifier(model, history, -best[2], best[0], time.time() - started,
                              str(device))
+
+
+def _steps_per_epoch(train: TrainingSet, config: ClassifierConfig) -> int:
+    """Batches in one epoch: `steps_per_epoch`, or those of one pass (the last batch is
+    dropped when it would hold a single item)."""
+    if config.steps_per_epoch:
+        return config.steps_per_epoch
+    assert train.repeat is not None
+    items = int(train.repeat.sum())
+    full, rest = divmod(items, config.batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
+class _WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics.
+
+    After step t: ``avg = d * avg + (1 - d) * current`` with ``d = min(decay, (1 + t) /
+    (10 + t))``, so that a short run is not dominated by the initial weights; integer
+    buffers (batch-norm's step count) are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        current = model.state_dict()
+        for name, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(decay).add_(current[name].detach(), alpha=1 - decay)
+            else:
+                value.copy_(current[name])

@@ -20,7 +20,9 @@ classifiers use).
 
 **The headline** gives, per level and bone, the probe, the baseline, the best
 non-generative strategy, the best generative one and the oracle, each with its test
-against the baseline.
+against the baseline: the difference in mean AUC over seeds and the p of the bootstrap
+that resamples test images and training seeds (`summarise`'s ``delta_seeds`` and
+``boot_p``), with DeLong's p on the seed ensembles beside it as a secondary figure.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ GENERATIVE = ("gan", "gan-gated", "gan-transfer", "tstr")
 HEADLINE_COLUMNS = ("level", "bone", "probe_auc", "probe_low", "probe_high",
                     "metadata_auc", "baseline_auc",
                     "best_other", "best_other_auc", "best_other_delta", "best_other_p",
+                    "best_other_delong_p",
                     "best_gan", "best_gan_auc", "best_gan_delta", "best_gan_p",
-                    "oracle", "oracle_auc", "oracle_delta", "oracle_p")
+                    "best_gan_delong_p",
+                    "oracle", "oracle_auc", "oracle_delta", "oracle_p", "oracle_delong_p")
+# A strategy beats the baseline when its mean AUC is higher with a bootstrap p below this.
+ALPHA = 0.05
 
 
 def _training_rows(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...]
@@ -109,9 +115,14 @@ def _ci(probe: dict[str, Any] | None, end: int) -> float:
 
 def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
              ) -> pd.DataFrame:
-    """One row per (level, bone): the probe, the baseline's mean AUC and the best
-    non-generative strategy, the best generative one and the best oracle (by mean AUC),
-    each with ΔAUC and DeLong p against the baseline (seed ensembles)."""
+    """One row per (level, bone) with the columns of `HEADLINE_COLUMNS`: the probe
+    (``probe_auc`` and its interval ``probe_low``/``probe_high``, ``metadata_auc``), the
+    baseline's mean AUC over seeds, and for the best non-generative strategy
+    (``best_other``), the best generative one (``best_gan``) and the best oracle
+    (``oracle``), chosen by mean AUC: the condition, ``_auc`` (mean AUC over seeds),
+    ``_delta`` (that minus the baseline's: ``delta_seeds``), ``_p`` (the seeds x images
+    bootstrap p against the baseline: ``boot_p``) and ``_delong_p`` (DeLong's p of the
+    seed ensembles against the baseline's: ``delong_p``, secondary)."""
     out = []
     for level, summary in summaries.items():
         for bone, rows in summary.groupby("bone", sort=False):
@@ -128,8 +139,8 @@ def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
                                   ("oracle", ("oracle",))):
                 best = _best(rows, group)
                 row[prefix] = "" if best is None else str(best["condition"])
-                for suffix, column in (("_auc", "auc_mean"), ("_delta", "delta_auc"),
-                                       ("_p", "delong_p")):
+                for suffix, column in (("_auc", "auc_mean"), ("_delta", "delta_seeds"),
+                                       ("_p", "boot_p"), ("_delong_p", "delong_p")):
                     row[prefix + suffix] = math.nan if best is None else float(best[column])
             out.append(row)
     return pd.DataFrame(out, columns=list(HEADLINE_COLUMNS))
@@ -162,7 +173,9 @@ def format_headline(table: pd.DataFrame) -> str:
 
 
 def verdict(r: pd.Series) -> str:
-    """One plain sentence: what this (level, bone) can and cannot say."""
+    """One plain sentence: what this (level, bone) can and cannot say. A strategy "beats"
+    the baseline when its ``_delta`` is above 0 and its ``_p`` (the seeds x images
+    bootstrap) below `ALPHA`."""
     from boneaug.classify.probe import WARN_AUC, undecided, warn_text
 
     where = f"{r['bone']} ({r['level']} level)"
@@ -180,15 +193,15 @@ def verdict(r: pd.Series) -> str:
     meta = r["metadata_auc"]
     caveat = (f" (but the metadata alone reach AUC {meta:.2f})"
               if math.isfinite(meta) and meta > WARN_AUC else "")
-    beats = {k: bool(r[k]) and math.isfinite(r[f"{k}_p"]) and r[f"{k}_p"] < 0.05
+    beats = {k: bool(r[k]) and math.isfinite(r[f"{k}_p"]) and r[f"{k}_p"] < ALPHA
              and r[f"{k}_delta"] > 0 for k in ("best_other", "best_gan", "oracle")}
     if beats["best_gan"]:
-        found = f"{r['best_gan']} beats the baseline (p < 0.05)"
+        found = f"{r['best_gan']} beats the baseline (p < {ALPHA:g})"
     elif beats["best_other"]:
         found = (f"no generative strategy beats the baseline, {r['best_other']} does "
-                 "(p < 0.05)")
+                 f"(p < {ALPHA:g})")
     else:
-        found = "no strategy beats the baseline (p < 0.05)"
+        found = f"no strategy beats the baseline (p < {ALPHA:g})"
     if not r["oracle"]:
         oracle = "no oracle in this run"
     elif beats["oracle"]:

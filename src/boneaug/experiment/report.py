@@ -356,6 +356,24 @@ def _signed(value: Any) -> str:
     return "–" if number is None else f"{number:+.3f}"
 
 
+def _signed_ci(estimate: Any, lo: Any, hi: Any) -> str:
+    """A difference with its interval, all signed: ``+0.120 [+0.010, +0.230]``."""
+    if _finite(lo) is None or _finite(hi) is None:
+        return _signed(estimate)
+    return f"{_signed(estimate)} [{_signed(lo)}, {_signed(hi)}]"
+
+
+def _gap_cell(value: Any, note: Any) -> str:
+    """A gap closed as a percentage, or "–" with the reason it is not defined (nothing
+    for the baseline's own row)."""
+    if _finite(value) is not None:
+        return _percent(value)
+    reason = _text(note)
+    if reason in ("", "baseline"):
+        return "–"
+    return f'– <span class="note">({_esc(reason)})</span>'
+
+
 def _wall(info: dict[str, Any]) -> str:
     """The last invocation's wall time, in minutes when long; says so when the run is not
     complete (an interrupted run's run.json is from its start)."""
@@ -367,11 +385,12 @@ def _wall(info: dict[str, Any]) -> str:
 
 
 def _headline_cell(r: pd.Series, key: str) -> str:
-    """One headline cell: condition, mean AUC, ΔAUC and p against the baseline."""
+    """One headline cell: condition, mean AUC, ΔAUC of means and the seeds x images
+    bootstrap p against the baseline, then DeLong's p of the seed ensembles."""
     if not _text(r[key]):
         return "-"
     return (f"{_esc(r[key])}: {_num(r[f'{key}_auc'])} ({_signed(r[f'{key}_delta'])}, "
-            f"p {_pvalue(r[f'{key}_p'])})")
+            f"p {_pvalue(r[f'{key}_p'])}; DeLong p {_pvalue(r.get(f'{key}_delong_p'))})")
 
 
 def _percent(value: Any) -> str:
@@ -670,20 +689,34 @@ a result.</li>
 <li>The <b>ensemble</b> averages the K classifiers' scores per test image. Its AUC comes
 with a <b>95 % confidence interval</b> from {self.n_boot} bootstrap resamples of the test
 images (stratified: each resample keeps the numbers of lesion and lesion-free images): the
-range the AUC would plausibly take on another test set of this size.</li>
+range the AUC would plausibly take on another test set of this size, for these very
+classifiers.</li>
 <li><b>AUC</b> (ROC area) is the chance that a random lesion image scores above a random
 lesion-free one: 0.5 is guessing, 1 is perfect. <b>PR AUC</b> (precision-recall area) weighs
 the rare lesion class more; guessing gives the lesion prevalence. <b>Sens @ 90 % spec</b> is
 the share of lesions found at the threshold that keeps 90 % of lesion-free images
 negative.</li>
-<li><b>ΔAUC</b> is the ensemble AUC of a condition minus that of the baseline of its bone.
-<b>DeLong p</b> tests that difference, taking into account that both were measured on the
-same images; rows with p &lt; 0.05 are <span style="background:#fff4c2">highlighted</span>.
-Many conditions are tested, so a few p &lt; 0.05 are expected by chance alone.</li>
+<li><b>ΔAUC of means</b> is the mean AUC over seeds of a condition minus that of the
+baseline of its bone: the main comparison. Its 95 % interval and its <b>p</b> come from
+{self.n_boot} bootstrap resamples of <b>both the test images and the training seeds</b>:
+each resample draws the test images (stratified, the same draw for the condition and the
+baseline) and, independently for each of the two, K seeds with replacement. So the test
+counts the seed-to-seed noise that a new training would bring, not only the choice of
+test images. p is two-sided (twice the smaller share of resamples at or below 0 and at or
+above 0, with +1 in each count), so it is never below {2 / (self.n_boot + 1):.2g}. Rows with
+ΔAUC &gt; 0 and p &lt; 0.05 are <span style="background:#fff4c2">highlighted</span>, rows
+with ΔAUC &lt; 0 and p &lt; 0.05 <span style="background:#fbd9d3">too</span>. Many
+conditions are tested, so a few p &lt; 0.05 are expected by chance alone.</li>
+<li><b>Ensemble ΔAUC</b> and <b>DeLong p</b> (secondary): the ensemble AUC of a condition
+minus that of the baseline, and DeLong's test of that difference on the same images. Its
+variance is an estimate of what another draw of test images would do (a formula, not
+resamples); the K trained classifiers are taken as fixed, so it ignores the seed-to-seed
+noise and its p is often far smaller than the bootstrap's.</li>
 <li><b>Gap closed</b> = (mean AUC − baseline mean AUC) / (oracle mean AUC − baseline mean
 AUC), with the oracle at the same ratio (else the largest one): the share of the way from
-the baseline to the oracle (extra real lesion images) that a condition goes. Empty where
-the oracle does not beat the baseline.</li>
+the baseline to the oracle (extra real lesion images) that a condition goes. Shown only
+where that oracle beats the baseline by the bootstrap test (ΔAUC &gt; 0, p &lt; 0.05);
+elsewhere "–" with the reason.</li>
 </ul>
 <dl>{glossary}</dl>"""
 
@@ -697,13 +730,16 @@ the oracle does not beat the baseline.</li>
     def _results_tables(self, summary: pd.DataFrame, predictions: pd.DataFrame,
                         csv_name: str = "results.csv") -> str:
         header = ["condition", "strategy", "ratio", "generator", "K", "AUC mean ± sd",
+                  "ΔAUC of means [95 % CI]", "p (seeds × images)",
                   "ensemble AUC [95 % CI]", "PR AUC mean ± sd", "ensemble PR AUC [95 % CI]",
                   "sens @ 90 % spec mean ± sd", "ensemble sens @ 90 % spec [95 % CI]",
-                  "ΔAUC", "DeLong p", "gap closed"]
-        out = ['<p class="note">One row per condition. Highlighted: DeLong p &lt; 0.05 '
-               'against the baseline of the bone (<span style="background:#fff4c2">better'
-               '</span>, <span style="background:#fbd9d3">worse</span>). The full table, '
-               f"unrounded, is <code>{_esc(csv_name)}</code> beside this report.</p>"]
+                  "ensemble ΔAUC", "DeLong p", "gap closed"]
+        out = ['<p class="note">One row per condition. Highlighted: p &lt; 0.05 against the '
+               "baseline of the bone by the bootstrap over seeds and test images "
+               '(<span style="background:#fff4c2">better</span>, <span style="background:'
+               '#fbd9d3">worse</span>); DeLong p, on the seed ensembles, is shown beside it '
+               "but does not count seed-to-seed noise. The full table, unrounded, is "
+               f"<code>{_esc(csv_name)}</code> beside this report.</p>"]
         for bone in sorted({_text(b) for b in summary["bone"]}):
             rows, classes = [], []
             for _, r in summary[summary["bone"].map(_text) == bone].iterrows():
@@ -716,17 +752,20 @@ the oracle does not beat the baseline.</li>
                     _esc(r["condition"]), _esc(r["strategy"]), _esc(_ratio(r["ratio"])),
                     _esc(r["generator_bone"]), _esc(_text(k)),
                     _pm(r.get("auc_mean"), r.get("auc_sd")),
+                    _signed_ci(r.get("delta_seeds"), r.get("delta_seeds_lo"),
+                               r.get("delta_seeds_hi")),
+                    _pvalue(r.get("boot_p")),
                     _ci(r.get("auc"), r.get("auc_lo"), r.get("auc_hi")),
                     _pm(r.get("pr_auc_mean"), r.get("pr_auc_sd")),
                     _ci(r.get("pr_auc"), r.get("pr_auc_lo"), r.get("pr_auc_hi")),
                     _pm(r.get("sens90_mean"), r.get("sens90_sd")),
                     _ci(r.get("sens90"), r.get("sens90_lo"), r.get("sens90_hi")),
                     _signed(r.get("delta_auc")), _pvalue(r.get("delong_p")),
-                    _percent(r.get("gap_closed"))])
-                p = _finite(r.get("delong_p"))
+                    _gap_cell(r.get("gap_closed"), r.get("gap_note"))])
+                p = _finite(r.get("boot_p"))
                 if p is not None and p < 0.05:
                     # Significant either way; a worse-than-baseline result must stand out too.
-                    worse = (_finite(r.get("delta_auc")) or 0.0) < 0
+                    worse = (_finite(r.get("delta_seeds")) or 0.0) < 0
                     classes.append("sig-worse" if worse else "sig")
                 else:
                     classes.append("base" if _text(r["strategy"]) == "baseline" else "")
@@ -767,7 +806,9 @@ the oracle does not beat the baseline.</li>
                 "cannot see the lesion; near 0.5 is what a comparison about lesions needs), "
                 "the baseline's mean test AUC over seeds, and the best non-generative, the "
                 "best generative and the best oracle condition by mean AUC, each with ΔAUC "
-                "(seed ensemble) and DeLong p against the baseline.</p>"
+                "of mean AUCs and p against the baseline (the bootstrap over test images "
+                "and seeds, which decides the verdict), then DeLong p on the seed ensembles "
+                "(secondary: blind to seed-to-seed noise).</p>"
                 + _table(["level", "bone", "probe AUC", "metadata AUC", "baseline AUC",
                           "best non-generative", "best generative", "oracle"], rows, classes)
                 + f"<ul>{verdicts}</ul>"
@@ -830,16 +871,22 @@ the oracle does not beat the baseline.</li>
         head = (f"<h3>Against the goal (ratio {self.main_ratio:g})</h3><p class=\"note\">"
                 "The goal: on every bone, <code>gan</code> closes at least half of the "
                 "baseline-to-oracle gap in mean AUC and beats <code>oversample</code> and "
-                "<code>copypaste</code> with DeLong p &lt; 0.05 (seed ensembles, same test "
-                "images); each <code>gan-transfer</code> closes at least a third.</p>")
+                "<code>copypaste</code>: higher mean AUC with p &lt; 0.05 by the bootstrap "
+                "over test images and seeds (DeLong p on the seed ensembles beside it, "
+                "secondary); each <code>gan-transfer</code> closes at least a third. A gap "
+                "that is not defined (the oracle does not beat the baseline) is not met."
+                "</p>")
         if goal.empty:
             return head + _missing("gan or gan-transfer conditions at this ratio")
         rows = [[_esc(r["bone"]), _esc(r["condition"]), _esc(r["vs"] or "the gap"),
-                 _percent(r["gap_closed"]) if not r["vs"] else _signed(r["delta_auc"]),
+                 _gap_cell(r["gap_closed"], r.get("gap_note")) if not r["vs"] else
+                 _signed_ci(r["delta_seeds"], r["boot_lo"], r["boot_hi"]),
+                 _pvalue(r["boot_p"]) if r["vs"] else "",
                  _pvalue(r["delong_p"]) if r["vs"] else "",
                  "met" if r["goal"] else "not met"] for _, r in goal.iterrows()]
         classes = ["sig" if r["goal"] else "" for _, r in goal.iterrows()]
-        return head + _table(["bone", "condition", "against", "gap closed / ΔAUC",
+        return head + _table(["bone", "condition", "against",
+                              "gap closed / ΔAUC of means [95 % CI]", "p (seeds × images)",
                               "DeLong p", "goal"], rows, classes)
 
     # ------------------------------------------------------------------ 3. ROC

@@ -5,7 +5,8 @@ Read it top to bottom: the config, the data stream, the one training step, then
 is `lesion`; the generator that synthesis uses is `healthy_to_lesion` (the reference's G_A),
 judged by `d_lesion` (the reference's D_A).
 
-Same seed, same device and thread count -> the same weights, and a run stopped and resumed
+Same seed, same device and `threads` -> the same weights (the intra-op thread count is
+pinned to `threads` while training, whatever OMP_NUM_THREADS says), and a run stopped and resumed
 from `checkpoints/last.pt` ends with the same bits as one that never stopped: everything
 that decides the next iteration is in the checkpoint (weights, Adam moments, history pools
 and their generators, the data streams' positions, the iteration, torch's RNG states). The
@@ -44,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from boneaug.data.files import atomic_path
 from boneaug.data.runinfo import write_run_json
-from boneaug.distributed import join, pick_device
+from boneaug.distributed import DEFAULT_THREADS, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
 from boneaug.gan.networks import (
@@ -102,6 +103,7 @@ class GanConfig:
     amp: str = "auto"
     channels_last: str | bool = "auto"
     compile: bool = False
+    threads: int = DEFAULT_THREADS  # intra-op threads (pinned: results depend on the count)
 
     def __post_init__(self) -> None:
         if isinstance(self.amp, bool):  # YAML `amp: true` / `amp: false`
@@ -160,6 +162,9 @@ class GanConfig:
             raise bad("channels_last", "expected 'auto', true or false")
         if not isinstance(self.compile, bool):
             raise bad("compile", "expected true or false")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) \
+                or not 1 <= self.threads <= 256:
+            raise bad("threads", "expected a whole number from 1 to 256")
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -613,6 +618,15 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         generator_info: stored in the generator file beside the weights (synthesis reads
             the bone, its lesion statistics and the patch settings from there).
     """
+    with fixed_threads(config.threads):
+        return _train_cyclegan(healthy, lesion, config, out_dir, resume, progress,
+                               stop_after, generator_info)
+
+
+def _train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
+                    out_dir: str | Path, resume: bool, progress: bool,
+                    stop_after: int | None, generator_info: dict[str, Any] | None
+                    ) -> TrainResult:
     started = time.time()
     healthy = _check_patches(healthy, "healthy")
     lesion = _check_patches(lesion, "lesion")

@@ -39,7 +39,7 @@ from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
-from boneaug.distributed import Ranks, join, pick_device
+from boneaug.distributed import Ranks, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast, from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
@@ -349,11 +349,13 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device)
 
     The generator runs under bf16 autocast where that is fast (CUDA; CPUs with native
     bf16 convolutions: 1.9x on the development CPU, docs/performance.md); the output is
-    returned in float32.
+    returned in float32. The thread count is pinned (`boneaug.distributed.fixed_threads`),
+    so that the painted pixels do not depend on it.
     """
     x = to_model_range(torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None])
     x = x.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_is_fast(device)):
+    with fixed_threads(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                         enabled=bf16_is_fast(device)):
         y = model(x)
     return from_model_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy()
 
