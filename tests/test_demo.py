@@ -65,6 +65,7 @@ def test_demo_config_runs_every_stage_then_resumes(tmp_path):
 
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "https://" not in html
+    assert "<th>test regions</th>" in html  # the region level's test items are regions
     assert (run / "results.csv").is_file()
     gate = json.loads((run / "evaluation" / "gate.json").read_text())
     assert gate["bones"] == []  # no image level, no quality gate

@@ -591,7 +591,8 @@ class _Page:
                "<h3>Films per bone</h3>", self._films_per_bone(),
                "<h3>Skipped films</h3>", self._skipped_films(),
                "<h3>Test sets (real images only)</h3>",
-               _table(["bone", "test images", "with lesion", "without lesion"], test_rows),
+               _table(["bone", "test regions" if self.level == "region" else "test images",
+                       "with lesion", "without lesion"], test_rows),
                "<h3>How to read this report</h3>", self._reading_guide(k_text)]
         return "\n".join(out)
 
