@@ -1,12 +1,14 @@
 """Classifier training throughput: milliseconds per training step (batch 32) per setting.
 
     .venv/bin/python benchmarks/bench_classifier.py [--archs cnn,resnet18] [--sizes 64,96,128]
-        [--widths 8,16] [--steps 10] [--device cpu]
+        [--widths 8,16] [--steps 10] [--device cpu] [--no-onednn]
 
 Each setting runs 3 warm-up steps and then `--steps` timed steps of forward, backward and
 AdamW on random inputs, with bf16 autocast off and on; then the `classic` strategy's
-augmentation time per batch of 32 at each size. Run it on a quiet machine: a second
-CPU-heavy process on 2 cores slows torch 10x or more (OpenMP threads spin on each other).
+augmentation time per batch of 32 at each size. `--no-onednn` turns PyTorch's oneDNN CPU
+kernels off (the kernels that make results depend on the thread count;
+docs/performance.md). Run it on a quiet machine: a second CPU-heavy process on 2 cores
+slows torch 10x or more (OpenMP threads spin on each other).
 """
 
 from __future__ import annotations
@@ -62,9 +64,13 @@ def main() -> None:
     parser.add_argument("--widths", default="8,16")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-onednn", action="store_true", help="oneDNN CPU kernels off")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, {torch.get_num_threads()} threads, load average "
+    if args.no_onednn:
+        torch.backends.mkldnn.enabled = False
+    print(f"device {device}, oneDNN {'off' if args.no_onednn else 'on'}, "
+          f"{torch.get_num_threads()} threads, load average "
           f"{os.getloadavg()[0]:.2f}, torch {torch.__version__}")
     print("| arch | width | input | fp32 ms/step | bf16 ms/step | images/s (best) |")
     print("|---|---|---|---|---|---|")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from boneaug.classify.evaluate import ALPHA
 from boneaug.classify.probe import ProbeResult, probe_arrays, probe_films
 from boneaug.data import Manifest
 from boneaug.data.films import normals_of, positives_of
@@ -49,8 +50,6 @@ HEADLINE_COLUMNS = ("level", "bone", "probe_auc", "probe_low", "probe_high",
                     "best_gan", "best_gan_auc", "best_gan_delta", "best_gan_p",
                     "best_gan_delong_p",
                     "oracle", "oracle_auc", "oracle_delta", "oracle_p", "oracle_delong_p")
-# A strategy beats the baseline when its mean AUC is higher with a bootstrap p below this.
-ALPHA = 0.05
 
 
 def _training_rows(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...]
