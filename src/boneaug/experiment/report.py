@@ -1270,7 +1270,7 @@ elsewhere "–" with the reason.</li>
             return _missing("Classifier runs (runs.csv has no bone/condition rows)")
         columns = [("n_train", "train images", 0), ("n_train_pos_real", "real positives", 0),
                    ("n_train_pos_extra", "extra positives", 0), ("n_train_neg", "negatives", 0),
-                   ("best_epoch", "best epoch", 0), ("val_auc", "val AUC", 3),
+                   ("best_epoch", "epoch kept", 0), ("val_auc", "its val AUC", 3),
                    ("train_seconds", "train s / run", 1)]
         columns = [c for c in columns if c[0] in runs.columns]
         keyed = runs.assign(bone=runs["bone"].map(_text), condition=runs["condition"].map(_text))
