@@ -400,17 +400,22 @@ def classify(
     """Train one lesion classifier with one strategy; predict the real test split."""
     from boneaug.classify import ClassifierConfig
     from boneaug.classify import classify as run_classify
+    from boneaug.classify.regions import RegionConfig
     from boneaug.config import load_yaml, parse_overrides, section
     from boneaug.data.manifest import load_manifest
 
-    settings = section(load_yaml(config), "classifier", config) if config else {}
+    loaded = load_yaml(config) if config else {}
+    settings = section(loaded, "classifier", config) if config else {}
     settings = {**settings, **parse_overrides(set_)}
     cls_config = ClassifierConfig.from_dict(settings)
+    # crop tiles takes its lesion scale from a `regions:` section when the YAML has one
+    scale = loaded.get("regions") if isinstance(loaded, dict) else None
+    regions = RegionConfig.from_dict(scale) if isinstance(scale, dict) else None
     report = run_classify(
         load_manifest(manifest), strategy, out, config=cls_config,
         bone=bone.strip().lower() if bone else None,
         extra=load_manifest(extra) if extra else None, ratio=ratio, seed=seed,
-        negatives_from=tuple(n.lower() for n in negatives_from),
+        negatives_from=tuple(n.lower() for n in negatives_from), regions=regions,
         on_epoch=lambda r: typer.echo(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, "
                                       f"val AUC {r['val_auc']:.3f}", err=True))
     typer.echo(f"{strategy}: test ROC AUC {report.test_auc:.3f}, PR AUC "

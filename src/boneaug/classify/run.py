@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from boneaug.data import Manifest
 from boneaug.data.files import atomic_path, check_out_dir, write_json_atomic
 from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
+
+if TYPE_CHECKING:
+    from boneaug.classify.regions import RegionConfig
 
 
 @dataclass
@@ -104,17 +107,30 @@ def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
              config: ClassifierConfig | None = None, bone: str | None = None,
              extra: Manifest | None = None, ratio: float | None = None, seed: int = 0,
              cache_dir: str | Path | None = None, negatives_from: tuple[str, ...] = (),
-             on_epoch: Any = None) -> ClassifyReport:
-    """Train `strategy`'s classifier of `bone` (None: pooled over bones); see module doc."""
+             on_epoch: Any = None, regions: RegionConfig | None = None) -> ClassifyReport:
+    """Train `strategy`'s classifier of `bone` (None: pooled over bones); see module doc.
+    `regions`: the lesion scale of ``crop: tiles`` (`boneaug.classify.tiles`)."""
     started = time.time()
     config = config or ClassifierConfig()
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "classify")
-    training, (val_x, val_y), (test_x, test_y, test_ids) = build_training_set(
-        manifest, strategy, config, bone=bone, extra=extra, ratio=ratio, seed=seed,
-        cache_dir=cache_dir, negatives_from=negatives_from)
+    common = dict(bone=bone, extra=extra, ratio=ratio, seed=seed, cache_dir=cache_dir,
+                  negatives_from=negatives_from)
+    if config.crop == "tiles":
+        # here, not at the top: tiles and regions use this module's ClassifyReport
+        from boneaug.classify.regions import RegionConfig
+        from boneaug.classify.tiles import build_tile_training
+
+        training, (val_x, val_y), tiles = build_tile_training(
+            manifest, strategy, config, regions or RegionConfig(), **common)
+        test_x, test_y, test_ids = tiles.inputs, tiles.film_labels, tiles.film_ids
+    else:
+        training, (val_x, val_y), (test_x, test_y, test_ids) = build_training_set(
+            manifest, strategy, config, **common)
     trained = train_classifier(training, val_x, val_y, config, seed=seed, on_epoch=on_epoch)
     scores = predict(trained.model, test_x, config)
+    if config.crop == "tiles":
+        scores = tiles.pooled(scores)
     metrics = score_metrics(test_y, scores)
     info = dict(training.info)
     info.update({"n_train": int(len(training.labels)), "seed": seed,

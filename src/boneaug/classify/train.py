@@ -56,6 +56,9 @@ from boneaug.errors import BoneaugError
 from boneaug.gan import bf16_is_fast
 
 SELECTIONS = ("ema", "best-val")
+# What the classifier sees: a film (its bone's box, or all of it), or lesion-scale tiles of
+# the bone whose highest score is the film's (`boneaug.classify.tiles`)
+CLASSIFIER_CROPS = (*CROPS, "tiles")
 
 
 @dataclass
@@ -67,7 +70,7 @@ class ClassifierConfig:
     size: int = 128             # input height (the long side) in pixels
     aspect: float = 1.0         # height / width of the input; 2 = an upright 2:1 field
     pool: str = "mean"          # cnn head: mean (global average) or lse (smooth max, MIL)
-    crop: str = "bone"          # "bone": the bone's bounding box; "image": the whole radiograph
+    crop: str = "bone"          # bone: the bone's box; image: the whole film; tiles: see tiles.py
     epochs: int = 30            # the budget (select: ema), at most (select: best-val)
     steps_per_epoch: int = 0    # batches between validations; 0 = one pass over the set
     select: str = "ema"         # ema: fixed budget, averaged weights; best-val: see module doc
@@ -99,8 +102,10 @@ class ClassifierConfig:
             raise bad("pool", f"must be one of {', '.join(POOLS)}")
         if self.pool != "mean" and self.arch != "cnn":
             raise bad("pool", "other than mean needs arch cnn")
-        if self.crop not in CROPS:
-            raise bad("crop", f"must be one of {', '.join(CROPS)}")
+        if self.crop not in CLASSIFIER_CROPS:
+            raise bad("crop", f"must be one of {', '.join(CLASSIFIER_CROPS)}")
+        if self.crop == "tiles" and self.aspect != 1:
+            raise bad("aspect", "must be 1 with crop tiles (square tiles)")
         for key in ("width", "size", "epochs", "batch_size"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

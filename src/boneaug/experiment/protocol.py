@@ -88,6 +88,7 @@ from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.classify.probe import ProbeResult, format_probe
 from boneaug.classify.regions import classify_regions, region_set
+from boneaug.classify.tiles import score_films
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
 from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.data.films import is_region, normals_of, positives_of
@@ -441,15 +442,26 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
     model.load_state_dict(saved["state_dict"])
     synthetic = load_manifest(run_dir / "synth" / "gan" / f"{bone}-s{config.seed}" /
                               "synthetic.csv")
-    syn_scores = predict(model, load_inputs(synthetic, None, cls_config.size, cls_config.crop,
-                                            run_dir / "cache", aspect=cls_config.aspect),
-                         cls_config)
     table = manifest.table
     val_normals = table.index[(table["split"] == "val") & (table["origin"] == "real")
                               & normals_of(table, bone, _negatives_from(config, bone))]
-    normal_scores = predict(model, load_inputs(manifest, list(val_normals), cls_config.size,
-                                               cls_config.crop, run_dir / "cache",
-                                               aspect=cls_config.aspect), cls_config)
+
+    def scores(source: Manifest, rows: list | None) -> np.ndarray:
+        if cls_config.crop == "tiles":  # a film scores as its highest tile, as when tested
+            side_rel = float(saved["selection"]["tiles"]["side_rel"])
+            every = source.table.index.tolist() if rows is None else rows
+            scored, ids = score_films(model, source, every, bone, side_rel, cls_config,
+                                      run_dir / "cache")
+            if len(ids) != len(every):
+                raise BoneaugError(f"{source.source}: {len(every) - len(ids)} film(s) could "
+                                   "not be read for the quality gate")
+            return scored
+        return predict(model, load_inputs(source, rows, cls_config.size, cls_config.crop,
+                                          run_dir / "cache", aspect=cls_config.aspect),
+                       cls_config)
+
+    syn_scores = scores(synthetic, None)
+    normal_scores = scores(manifest, list(val_normals))
     gate = config.protocol.gate
     threshold = float(np.quantile(normal_scores, gate.normal_quantile))
     measured = []
@@ -756,7 +768,8 @@ class _Run:
                                     negatives=_negatives_from(config, c.bone),
                                     extra=self.extra_key(c),
                                     **({"regions": config.regions.to_dict()}
-                                       if level == "region" else {}))
+                                       if level == "region" or config.classifier.crop == "tiles"
+                                       else {}))
                     name = f"{LEVEL_FOLDER[level]}:{c.bone}:{c.name}:s{s}"
                     self.keys[name] = key
                     keyed.append((level, c, s, name, key))
@@ -795,7 +808,8 @@ class _Run:
                 result = classify_regions(self.manifest, c.strategy, folder,
                                           regions=config.regions, **common)
             else:
-                result = classify(self.manifest, c.strategy, folder, **common)
+                result = classify(self.manifest, c.strategy, folder, regions=config.regions,
+                                  **common)
             durations.append(time.time() - t0)
             done_count += 1
             self.stages.mark(name, key, {"test_auc": result.test_auc,
