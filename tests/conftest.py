@@ -39,3 +39,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def femur_films(tmp_path_factory):
+    """A split phantom of femurs with obvious lesions, imbalanced like real data (the
+    region and tile tests share it; they copy its table before changing anything)."""
+    from boneaug.data import load_manifest
+    from boneaug.data.phantom import PhantomConfig, make_phantom
+    from boneaug.data.splits import split_manifest
+
+    root = tmp_path_factory.mktemp("femur-films")
+    raw = make_phantom(root / "phantom", PhantomConfig(
+        bones=("femur",), normal=24, lesion=40, size=128, difficulty=0.0, seed=2))
+    return split_manifest(load_manifest(raw), val=0.25, test=0.25, seed=0).manifest

@@ -24,9 +24,7 @@ from boneaug.classify.regions import (
     classify_regions,
     region_set,
 )
-from boneaug.data import Manifest, load_manifest, read_image
-from boneaug.data.phantom import PhantomConfig, make_phantom
-from boneaug.data.splits import split_manifest
+from boneaug.data import Manifest, read_image
 from boneaug.errors import BoneaugError
 from boneaug.patches import crop_reflect, resize_square
 from boneaug.patches.extract import SHARE_TOLERANCE
@@ -39,12 +37,8 @@ FAST = ClassifierConfig(width=8, epochs=20, patience=20, batch_size=16, lr=3e-3,
 
 
 @pytest.fixture(scope="module")
-def films(tmp_path_factory) -> Manifest:
-    """A split phantom of femurs with obvious lesions, imbalanced like real data."""
-    root = tmp_path_factory.mktemp("regions")
-    raw = make_phantom(root / "phantom", PhantomConfig(
-        bones=("femur",), normal=24, lesion=40, size=128, difficulty=0.0, seed=2))
-    return split_manifest(load_manifest(raw), val=0.25, test=0.25, seed=0).manifest
+def films(femur_films) -> Manifest:
+    return femur_films  # conftest.py
 
 
 def rows_of(manifest: Manifest, split: str) -> list:

@@ -103,8 +103,9 @@ def tile_side_rel(manifest: Manifest, bone: str, regions: RegionConfig,
 
 def film_tiles(image: np.ndarray, where: np.ndarray, boxes: list[list[float]], side: int,
                size: int, offset: tuple[int, int] = (0, 0)
-               ) -> tuple[list[np.ndarray], list[int]]:
-    """The tiles of one film and their labels (1 lesion, 0 healthy, -1 cuts a lesion).
+               ) -> tuple[list[np.ndarray], list[int], list[tuple[int, int, int, int]]]:
+    """The tiles of one film, their labels (1 lesion, 0 healthy, -1 cuts a lesion) and
+    their squares ``(x0, y0, x1, y1)`` in film pixels (ends exclusive).
 
     `where`: the bone (bool, the film's shape; all False: the whole film); `side`: the
     tile side in film pixels; `offset`: the grid corner's shift in pixels (x, y)."""
@@ -117,6 +118,7 @@ def film_tiles(image: np.ndarray, where: np.ndarray, boxes: list[list[float]], s
     quarter = side * (1 - STRIDE) / 2
     patches: list[np.ndarray] = []
     labels: list[int] = []
+    squares: list[tuple[int, int, int, int]] = []
     seen: set[tuple[int, int, int, int]] = set()
     for cy in range(int(ys.min()) - stride + offset[1], int(ys.max()) + stride, stride):
         for cx in range(int(xs.min()) - stride + offset[0], int(xs.max()) + stride, stride):
@@ -138,7 +140,8 @@ def film_tiles(image: np.ndarray, where: np.ndarray, boxes: list[list[float]], s
                     label = -1
             patches.append(resize_square(crop_reflect(image, box), size))
             labels.append(label)
-    return patches, labels
+            squares.append(box)
+    return patches, labels, squares
 
 
 def _film_where(manifest: Manifest, row: dict, image: np.ndarray, bone: str) -> np.ndarray:
@@ -177,7 +180,7 @@ def tile_set(manifest: Manifest, rows: list, bone: str, side_rel: float, size: i
                 rng = np.random.default_rng([seed, zlib.crc32(str(row["image_id"]).encode())])
                 offset = (int(rng.integers(stride)), int(rng.integers(stride)))
             boxes = list(row["boxes"] or [])
-            patches, tile_labels = film_tiles(image, _film_where(manifest, row, image, bone),
+            patches, tile_labels, _ = film_tiles(image, _film_where(manifest, row, image, bone),
                                               boxes, side, size, offset)
             keep = [k for k, v in enumerate(tile_labels)
                     if seed is None or (v == 1 if lesions_only else v >= 0)]
