@@ -617,6 +617,12 @@ def test_classify_writes_its_outputs(world, tmp_path):
     with pytest.raises(BoneaugError, match="not empty"):
         classify(split, "baseline", theirs, config=config, bone="femur")
     assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    # an earlier output that now holds the input manifest is not replaced
+    save_manifest(split, out / "manifest.csv")
+    inside = load_manifest(out / "manifest.csv")
+    with pytest.raises(BoneaugError, match="holds the input"):
+        classify(inside, "baseline", out, config=config, bone="femur")
+    assert (out / "manifest.csv").is_file() and (out / "model.pt").is_file()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -175,6 +175,19 @@ def test_bad_inputs_are_one_line(world, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_an_earlier_run_that_is_the_input_is_not_replaced(world, tmp_path):
+    """--out at the synthesis run whose augmented.csv is the input: refused, nothing lost."""
+    _, split, ckpt = world
+    first = synthesize(ckpt, split, "femur", tmp_path / "s1", count=2, seed=1, progress=False)
+    augmented = load_manifest(first.augmented_manifest)
+    files = [p for p in augmented.files() if p.is_file()]
+    before = digests(files)
+    with pytest.raises(BoneaugError, match="holds the input"):
+        synthesize(ckpt, augmented, "femur", tmp_path / "s1", count=2, seed=2, progress=False)
+    assert digests(files) == before
+    assert not list(tmp_path.glob(".*partial"))
+
+
 def test_two_processes_give_the_same_images_as_one(world, tmp_path):
     """torchrun with 2 CPU processes (gloo) shares the sources out; the result is unchanged."""
     import subprocess

@@ -103,11 +103,15 @@ def split(
     from boneaug.data.manifest import load_manifest, save_manifest
     from boneaug.data.splits import split_manifest
 
+    from boneaug.data.files import check_not_an_input
+
     target = out or manifest.with_name(manifest.stem + ".split.csv")
     if target.resolve() == manifest.resolve() and not in_place:
         raise BoneaugError(f"{target}: --out is the input manifest; pass --in-place to "
                            "overwrite it")
     loaded = load_manifest(manifest, check_images=False)
+    check_not_an_input(target, [f for f in loaded.files() if f != loaded.source], "split",
+                       folder=False)  # an image or mask the manifest points at
     result = split_manifest(loaded, val=val, test=test, seed=seed, group_by=group_by,
                             holdout=tuple(h for h in (holdout or "").split(",") if h))
     for warning in result.warnings:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_not_an_input(out: str | Path, inputs: Iterable[str | Path], command: str, *,
+                       folder: bool = True) -> None:
+    """Refuse an output that would replace an input: `out` is one of `inputs`, or (a
+    `folder` the command replaces or writes into) holds one of them. Inputs are never
+    modified, deleted or written over."""
+    from boneaug.errors import BoneaugError
+
+    target = Path(out).resolve()
+    for source in inputs:
+        path = Path(source).resolve()
+        if path == target or (folder and target in path.parents):
+            how = "is" if path == target else "holds"
+            raise BoneaugError(f"{out}: --out {how} the input {source}; `boneaug {command}` "
+                               "would replace it: choose another --out")
 
 
 def check_out_dir(out_dir: str | Path, command: str) -> None:

@@ -102,6 +102,15 @@ class Manifest:
     def copy(self) -> Manifest:
         return Manifest(self.table.copy(deep=True), self.root, self.source)
 
+    def files(self) -> list[Path]:
+        """The manifest file and every file its rows point at (images, masks): what a
+        command must never write over."""
+        found = [self.source] if self.source is not None else []
+        columns = [c for c in self.table.columns if c == "path" or c.endswith("mask_path")]
+        for column in columns:
+            found += [self.resolve(str(v)) for v in self.table[column].unique() if str(v)]
+        return found
+
 
 # --------------------------------------------------------------------------- boxes
 
