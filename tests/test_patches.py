@@ -268,6 +268,24 @@ def test_same_seed_same_patches(dataset: Path, tmp_path: Path) -> None:
     assert a.stats_path.read_text() == b.stats_path.read_text()
 
 
+def test_out_is_a_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
+    manifest = _manifest(dataset)
+    kwargs = {"per_lesion": 2, "healthy_per_image": 2}
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(BoneaugError, match="exists and is not a folder"):
+        extract_patches(manifest, "femur", 16, tmp_path / "file", **kwargs)
+    theirs = tmp_path / "theirs" / "femur"
+    theirs.mkdir(parents=True)
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(BoneaugError, match="holds 'notes.txt'"):
+        extract_patches(manifest, "femur", 16, tmp_path / "theirs", **kwargs)
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    # an earlier run is ours to replace
+    first = extract_patches(manifest, "femur", 16, tmp_path / "ours", **kwargs)
+    extract_patches(manifest, "femur", 16, tmp_path / "ours", seed=1, **kwargs)
+    assert first.bone_dir.is_dir()
+
+
 # --------------------------------------------------------------------------- stores
 
 

@@ -223,9 +223,14 @@ def gan_train(
 ) -> None:
     """Train healthy -> lesion (and back) on one bone's patches."""
     from boneaug.config import load_yaml, parse_overrides, section
+    from boneaug.data.files import check_out_dir
     from boneaug.gan import GanConfig, train_cyclegan
     from boneaug.patches import load_domains, read_json_object
 
+    if out.exists() and not out.is_dir():
+        raise BoneaugError(f"{out}: exists and is not a folder; --out must be a folder")
+    if not resume and not (out / "checkpoints" / "last.pt").exists():
+        check_out_dir(out, "gan train")  # never among someone's losses.csv or samples
     settings = section(load_yaml(config), "gan", config) if config else {}
     settings = {**settings, **parse_overrides(set_)}
     gan_config = GanConfig.from_dict(settings)

@@ -634,6 +634,11 @@ def _train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         raise BoneaugError(f"patch sizes differ: healthy {healthy.shape[1]}, lesion "
                            f"{lesion.shape[1]}")
     patch_size = int(healthy.shape[1])
+    fewest = min((len(healthy), "healthy"), (len(lesion), "lesion"))
+    if config.batch_size > fewest[0]:
+        raise BoneaugError(f"gan config: batch_size {config.batch_size} is more than the "
+                           f"{fewest[0]} {fewest[1]} patches; use a batch of at most "
+                           f"{fewest[0]}")
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -867,6 +872,11 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
                 file=sys.stderr)
 
 
+# what `_load_checkpoint` reads of a checkpoint (written by the training loop)
+_CHECKPOINT_KEYS = ("config", "patch_size", "data", "world_size", "iteration", "networks",
+                    "optimizers", "ranks", "streams", "elapsed_seconds")
+
+
 def _load_checkpoint(path: Path, config: GanConfig, patch_size: int,
                      data_id: dict[str, Any], world_size: int) -> dict[str, Any]:
     """Read `last.pt` and check it belongs to this run; any mismatch is one clear line."""
@@ -877,6 +887,10 @@ def _load_checkpoint(path: Path, config: GanConfig, patch_size: int,
         raise BoneaugError(f"{path}: not a readable checkpoint ({first[:120]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise BoneaugError(f"{path}: not a boneaug CycleGAN checkpoint")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict):
+        raise BoneaugError(f"{path}: an incomplete boneaug CycleGAN checkpoint (no "
+                           f"{missing[0] if missing else 'config mapping'!r}); start afresh")
     saved = ckpt["config"]
     for key, value in config.to_dict().items():
         if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
