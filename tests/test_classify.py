@@ -269,6 +269,8 @@ def test_negatives_from_adds_region_normals_only(world):
     assert set(rows_of(table, "val", "lower_limb", 0)) <= set(sel.val)
     plain = select(region, "baseline", bone="femur")
     assert set(table.loc[plain.train, "bone"]) == {"femur"}
+    with pytest.raises(BoneaugError, match="negatives_from 'lower_limbs': no film has"):
+        select(region, "baseline", bone="femur", negatives_from=("lower_limbs",))
 
 
 def test_select_errors(world):

@@ -212,6 +212,10 @@ def test_negatives_from_adds_region_normals(dataset: Path, tmp_path: Path) -> No
     assert {"tr_limb0", "tr_limb1"} <= ids_wide
     assert not any(i.startswith("tr_tib") for i in ids_wide)
     assert wide.n_healthy_images == plain.n_healthy_images + 2
+    with pytest.raises(BoneaugError, match="negatives_from 'lowerlimb': no film has"):
+        extract_patches(manifest, "femur", 16, tmp_path / "c", per_lesion=1,
+                        healthy_per_image=1, negatives_from=("lowerlimb",))
+    assert not (tmp_path / "c").exists()
 
 
 def test_min_healthy_tops_up_and_raises(dataset: Path, tmp_path: Path) -> None:

@@ -165,6 +165,8 @@ def test_bad_inputs_are_one_line(world, tmp_path):
         synthesize(tmp_path / "none.pt", split, "femur", tmp_path / "x", count=1)
     with pytest.raises(BoneaugError, match="no normal train image of 'radius'"):
         synthesize(ckpt, split, "radius", tmp_path / "x", count=1)
+    with pytest.raises(BoneaugError, match="negatives_from 'tibai': no film has"):
+        synthesize(ckpt, split, "femur", tmp_path / "x", count=1, negatives_from=("tibai",))
     with pytest.raises(BoneaugError, match="exactly one of --count and --ratio"):
         synthesize(ckpt, split, "femur", tmp_path / "x")
     (tmp_path / "mine").mkdir()

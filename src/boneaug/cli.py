@@ -100,10 +100,9 @@ def split(
     in_place: bool = typer.Option(False, help="Allow --out to be the input manifest"),
 ) -> None:
     """Patient-level split into train/val/test, stratified by bone x label."""
+    from boneaug.data.files import check_not_an_input
     from boneaug.data.manifest import load_manifest, save_manifest
     from boneaug.data.splits import split_manifest
-
-    from boneaug.data.files import check_not_an_input
 
     target = out or manifest.with_name(manifest.stem + ".split.csv")
     if target.resolve() == manifest.resolve() and not in_place:

@@ -4,12 +4,16 @@ reading a CSV as text with one-line errors."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+MESSAGE_LIMIT = 200  # characters of a file's content quoted in an error message
 
 
 @contextlib.contextmanager
@@ -105,10 +109,27 @@ def read_csv_text(path: str | Path, what: str, error: type[Exception] | None = N
 
     error = error or BoneaugError
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder; give the {what} CSV file")
     if not path.is_file():
         raise error(f"{path}: no such {what} file")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            csv.Error) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise error(f"{path}: not a readable {what} CSV ({reason})") from None
+        raise error(f"{path}: not a readable {what} CSV ({short(reason)})") from None
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise error(f"{path}: column {short(twice[0])!r} appears more than once in the header "
+                    f"of this {what} CSV; keep one")
+    return table
+
+
+def short(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` cut to `limit` characters with an ellipsis: a message quoting a file's
+    content stays one readable line, whatever that content holds."""
+    text = str(text).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"

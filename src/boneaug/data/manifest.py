@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from boneaug.data.files import atomic_path, read_csv_text
+from boneaug.data.files import MESSAGE_LIMIT, atomic_path, read_csv_text, short
 from boneaug.data.imageio import image_size
 from boneaug.errors import BoneaugError, ManifestError
 
@@ -77,7 +77,7 @@ class Problem:
         if self.column:
             where += f", column {self.column}"
         prefix = "" if self.severity == "error" else "warning: "
-        return f"{prefix}{where}: {self.message}"
+        return f"{prefix}{short(where, 2 * MESSAGE_LIMIT)}: {short(self.message)}"
 
 
 @dataclass
@@ -130,14 +130,17 @@ def parse_boxes(text: Any) -> list[Box]:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg})") from None
+        except RecursionError:  # "[[[[..." nested past Python's limit
+            raise ValueError("not a list of boxes (nested too deep)") from None
     if not isinstance(raw, list):
         raise ValueError("must be a JSON list of [x0, y0, x1, y1] boxes")
     boxes: list[Box] = []
     for i, box in enumerate(raw):
         if not isinstance(box, list | tuple) or len(box) != 4:
-            raise ValueError(f"box {i} is {json.dumps(box)}; expected [x0, y0, x1, y1]")
+            raise ValueError(f"box {i} is {short(json.dumps(box), 80)}; expected "
+                             "[x0, y0, x1, y1]")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
-            raise ValueError(f"box {i} has a non-numeric value: {json.dumps(box)}")
+            raise ValueError(f"box {i} has a non-numeric value: {short(json.dumps(box), 80)}")
         x0, y0, x1, y1 = (float(v) for v in box)
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             raise ValueError(f"box {i} has a non-finite value")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from boneaug.data import Manifest, read_image
 from boneaug.data.files import write_json_atomic
-from boneaug.data.films import normals_of, of_bone, positives_of
+from boneaug.data.films import check_negatives_from, normals_of, of_bone, positives_of
 from boneaug.data.skips import SKIPPED_FILE, Skips, film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
@@ -261,6 +261,7 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
     if not (table["split"].astype(str) != "").any():
         raise BoneaugError(f"{name}: has no split column values; run `boneaug split` first "
                            "(patches are cut from the train split only)")
+    check_negatives_from(table, negatives_from, name)
     train = table[(table["split"] == "train") & (table["origin"] == "real")]
     bones_there = sorted(set(train["bone"]))
     if not of_bone(train, bone).any():
