@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 MESSAGE_LIMIT = 200  # characters of a file's content quoted in an error message
 
 
