@@ -452,11 +452,16 @@ def experiment(
 
 
 @app.command()
-def report(run: Path = typer.Argument(..., help="An experiment's run folder")) -> None:
+def report(
+    run: Path = typer.Argument(..., help="An experiment's run folder"),
+    n_boot: int = typer.Option(None, "--n-boot", min=20, help="Bootstrap resamples (default: "
+                               "the run's protocol.n_boot)"),
+    seed: int = typer.Option(None, help="Bootstrap seed (default: the run's seed)"),
+) -> None:
     """Write RUN/report.html (self-contained) and RUN/results.csv from a run's predictions."""
     from boneaug.experiment.report import write_report
 
-    paths = write_report(run)
+    paths = write_report(run, n_boot=n_boot, seed=seed)
     typer.echo(f"wrote {paths.html} and {paths.csv}")
 
 
