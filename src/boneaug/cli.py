@@ -125,8 +125,9 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
     from boneaug.data.manifest import load_manifest
     from boneaug.data.stats import describe_manifest
 
-    # Unreadable images are counted by stats rather than stopping it.
-    typer.echo(describe_manifest(load_manifest(manifest, check_images=False)))
+    # Every check of `validate` (boxes against the image size, mask files); unreadable
+    # images are counted by stats rather than stopping it.
+    typer.echo(describe_manifest(load_manifest(manifest, unreadable_ok=True)))
 
 
 @app.command()
