@@ -135,6 +135,19 @@ def test_a_batch_larger_than_the_patches_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_a_resumed_run_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    healthy, lesion = _patches(4, 0), _patches(4, 1)
+    out = tmp_path / "run"
+    train_cyclegan(healthy, lesion, _tiny(), out, progress=False, stop_after=1)
+    left = [out / "checkpoints" / ".last.k2j4x9ab.pt", out / ".losses.a1b2c3d4.csv"]
+    for path in left:  # as `kill -9` during a checkpoint write leaves them
+        path.write_bytes(b"half a checkpoint")
+    kept = out / "checkpoints" / "notes.v2.txt"
+    kept.write_text("not a temporary file")
+    train_cyclegan(healthy, lesion, _tiny(), out, resume=True, progress=False)
+    assert not any(path.exists() for path in left) and kept.is_file()
+
+
 def test_an_incomplete_checkpoint_is_one_line(tmp_path: Path) -> None:
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     last.parent.mkdir(parents=True)

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +38,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_interrupted_writes(folder: str | Path) -> list[Path]:
+    """Delete what `atomic_path` writes left in `folder` when their process was killed
+    (``.<stem>.<random><suffix>``): no writer may be at work in `folder`, as when a run
+    starts or resumes there. Returns the files removed."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _TEMPORARY.match(path.name) and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+# `atomic_path`'s temporary names: "." + the stem + "." + mkstemp's 8 random characters +
+# the suffix (".last.k2j4_x9a.pt")
+_TEMPORARY = re.compile(r"^\.[^.].*\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
 
 
 def _umask() -> int:

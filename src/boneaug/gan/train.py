@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from boneaug.data.files import atomic_path
+from boneaug.data.files import atomic_path, remove_interrupted_writes
 from boneaug.data.runinfo import write_run_json
 from boneaug.distributed import DEFAULT_THREADS, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
@@ -647,6 +647,8 @@ def _train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
     if not resume and last_path.exists():
         raise BoneaugError(f"{out_dir}: already holds a run (checkpoints/last.pt); resume it "
                            "or choose another folder")
+    for folder in (out_dir, ckpt_dir):  # a run killed while writing left these
+        remove_interrupted_writes(folder)
 
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise BoneaugError(f"gan config: device={config.device!r} but CUDA is not available")
