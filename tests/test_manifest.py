@@ -219,7 +219,7 @@ def test_validate_cli_lists_problems_and_fails(tmp_path, tiny_images):
     path = write_manifest(tmp_path, rows)
     result = subprocess.run([sys.executable, "-m", "boneaug", "validate", str(path)],
                             capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, as for every command (README)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "unknown bone" in lines[1] and lines[0].startswith("warning")
     assert "1 errors, 1 warnings" in result.stdout

@@ -13,6 +13,10 @@ import typer
 
 from boneaug.errors import BoneaugError
 
+# Exit statuses, one convention for every command (README): 0 done, 2 bad input (one line
+# on stderr; `validate` also when it found an error), 130 interrupted (Ctrl-C).
+BAD_INPUT = 2
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -82,7 +86,7 @@ def validate(manifest: Path = typer.Argument(..., help="manifest.csv to check"))
     warnings = len(problems) - len(errors)
     typer.echo(f"{manifest}: {len(loaded)} rows, {len(errors)} errors, {warnings} warnings")
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
 
 
 @app.command()
@@ -482,7 +486,7 @@ def main() -> None:
         app()
     except BoneaugError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(BAD_INPUT)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
