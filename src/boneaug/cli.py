@@ -192,11 +192,10 @@ def patches(
 ) -> None:
     """Cut the healthy (A) and lesion (B) patch domains of one bone from the train split."""
     from boneaug.data.manifest import load_manifest
+    from boneaug.gan.networks import check_patch_size
     from boneaug.patches import extract_patches
 
-    if size % 4:
-        raise BoneaugError(f"--size {size}: the CycleGAN needs a multiple of 4 (e.g. "
-                           f"{size - size % 4 or 24} or {size + 4 - size % 4})")
+    check_patch_size(size, "--size")
     report = extract_patches(
         load_manifest(manifest), bone.strip().lower(), size, out, per_lesion=per_lesion,
         healthy_per_image=healthy_per_image, context=context, jitter=jitter, seed=seed,

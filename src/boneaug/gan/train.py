@@ -51,6 +51,7 @@ from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, ls
 from boneaug.gan.networks import (
     PatchGANDiscriminator,
     ResnetGenerator,
+    check_patch_size,
     from_model_range,
     to_model_range,
 )
@@ -65,7 +66,6 @@ LOSS_NAMES = ("g_adv_lesion", "g_adv_healthy", "cycle_healthy", "cycle_lesion",
 GENERATOR_FILE = "generator_healthy_to_lesion.pt"
 _CHECKPOINT_FORMAT = "boneaug-cyclegan-checkpoint"
 _GENERATOR_FORMAT = "boneaug-cyclegan-generator"
-_MIN_PATCH = 24  # below this the 70x70 PatchGAN's output is empty
 
 
 # ------------------------------------------------------------------------------------------
@@ -540,9 +540,7 @@ def _check_patches(patches: Any, name: str) -> np.ndarray:
     n, p = patches.shape[0], patches.shape[1]
     if n == 0:
         raise BoneaugError(f"{name} patches: the stack is empty")
-    if p % 4 or p < _MIN_PATCH:
-        raise BoneaugError(f"{name} patches: patch size {p} must be a multiple of 4 and at "
-                           f"least {_MIN_PATCH}")
+    check_patch_size(p, f"{name} patches: patch size")
     patches = np.ascontiguousarray(patches, dtype=np.float32)
     lo, hi = float(patches.min()), float(patches.max())
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
