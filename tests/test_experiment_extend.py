@@ -127,10 +127,14 @@ def test_a_bad_config_is_refused_before_the_run_folder_is_made(tmp_path: Path, c
     assert not folder.exists()
 
 
+def user_films(tmp_path: Path, normal: int, lesion: int, size: int) -> Manifest:
+    """A user's manifest of phantom femur films, unsplit."""
+    return load_manifest(make_phantom(tmp_path / "films", PhantomConfig(
+        bones=("femur",), normal=normal, lesion=lesion, size=size, seed=1)))
+
+
 def test_a_manifest_with_a_box_off_its_film_is_refused_up_front(tmp_path: Path) -> None:
-    source = make_phantom(tmp_path / "films", PhantomConfig(bones=("femur",), normal=8,
-                                                            lesion=4, size=64, seed=1))
-    manifest = load_manifest(source)
+    manifest = user_films(tmp_path, 8, 4, 64)
     table = manifest.table.copy()
     first = table.index[table["label"] == 1][0]
     table.at[first, "boxes"] = [[50.0, 50.0, 90.0, 90.0]]
@@ -142,9 +146,7 @@ def test_a_manifest_with_a_box_off_its_film_is_refused_up_front(tmp_path: Path) 
 
 
 def test_a_split_without_lesions_is_found_before_anything_is_trained(tmp_path: Path) -> None:
-    source = make_phantom(tmp_path / "films", PhantomConfig(bones=("femur",), normal=16,
-                                                            lesion=12, size=96, seed=1))
-    manifest = load_manifest(source)
+    manifest = user_films(tmp_path, 16, 12, 96)
     table = manifest.table.copy()
     lesion = table["label"] == 1
     table["split"] = "train"  # the user's own split: val holds normal films only
