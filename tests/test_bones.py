@@ -175,5 +175,5 @@ def test_cli_bones(phantom: Path, tmp_path: Path, one_thread) -> None:
     femur_line = next(line for line in section.splitlines() if line.startswith("femur"))
     assert femur_line.split()[3] == str(femur_by_model)
     same = CliRunner().invoke(app, ["bones", str(source), "--out", str(source)])
-    assert same.exit_code == 2 or same.exit_code == 1
+    assert same.exit_code != 0
     assert "input manifest" in (same.output + str(same.exception))

@@ -269,6 +269,8 @@ def test_negatives_from_adds_region_normals_only(world):
     assert set(rows_of(table, "val", "lower_limb", 0)) <= set(sel.val)
     plain = select(region, "baseline", bone="femur")
     assert set(table.loc[plain.train, "bone"]) == {"femur"}
+    with pytest.raises(BoneaugError, match="negatives_from 'lower_limbs': no film has"):
+        select(region, "baseline", bone="femur", negatives_from=("lower_limbs",))
 
 
 def test_select_errors(world):
@@ -617,6 +619,12 @@ def test_classify_writes_its_outputs(world, tmp_path):
     with pytest.raises(BoneaugError, match="not empty"):
         classify(split, "baseline", theirs, config=config, bone="femur")
     assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    # an earlier output that now holds the input manifest is not replaced
+    save_manifest(split, out / "manifest.csv")
+    inside = load_manifest(out / "manifest.csv")
+    with pytest.raises(BoneaugError, match="holds the input"):
+        classify(inside, "baseline", out, config=config, bone="femur")
+    assert (out / "manifest.csv").is_file() and (out / "model.pt").is_file()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

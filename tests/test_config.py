@@ -27,6 +27,21 @@ def test_bad_yaml_is_one_line(tmp_path, text, expected):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"gan:\n  iterations: 10 \xff\xfe\n", "not a UTF-8 text file (byte 22)"),
+    (b"", "the config file is empty"),
+    (b"# only a comment\n", "the config file is empty"),
+    (b"{}\n", "the config file is empty"),
+])
+def test_unreadable_or_empty_config_is_one_line(tmp_path, data, expected):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(BoneaugError) as info:
+        load_yaml(path)
+    assert expected in str(info.value) and str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_missing_file_and_bad_section(tmp_path):
     with pytest.raises(BoneaugError, match="no such config file"):
         load_yaml(tmp_path / "none.yaml")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from boneaug.data import Manifest, load_manifest, save_manifest
+from boneaug.data.phantom import PhantomConfig, make_phantom
+from boneaug.errors import BoneaugError
 from boneaug.experiment import demo_config_path, load_experiment_config, run_experiment
 
 TINY = {
@@ -107,3 +110,51 @@ def test_fresh_never_deletes_its_own_input(tmp_path: Path) -> None:
     with pytest.raises(BoneaugError, match="own input"):
         run_experiment(config, folder, say=lambda _: None, fresh=True, report=False)
     assert inside.is_file()
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"data.bones": ["femr"]}, "unknown bone 'femr'"),
+    ({"data.size": 10}, "--size 10 must be within"),
+    ({"patches.size": 30}, "patches.size 30: the CycleGAN needs"),
+    ({"data.source": "manifest", "data.manifest": "nowhere/manifest.csv"},
+     "no such manifest file"),
+])
+def test_a_bad_config_is_refused_before_the_run_folder_is_made(tmp_path: Path, changes,
+                                                                expected) -> None:
+    folder = tmp_path / "run"
+    with pytest.raises(BoneaugError, match=expected):
+        run(folder, **changes)
+    assert not folder.exists()
+
+
+def user_films(tmp_path: Path, normal: int, lesion: int, size: int) -> Manifest:
+    """A user's manifest of phantom femur films, unsplit."""
+    return load_manifest(make_phantom(tmp_path / "films", PhantomConfig(
+        bones=("femur",), normal=normal, lesion=lesion, size=size, seed=1)))
+
+
+def test_a_manifest_with_a_box_off_its_film_is_refused_up_front(tmp_path: Path) -> None:
+    manifest = user_films(tmp_path, 8, 4, 64)
+    table = manifest.table.copy()
+    first = table.index[table["label"] == 1][0]
+    table.at[first, "boxes"] = [[50.0, 50.0, 90.0, 90.0]]
+    save_manifest(Manifest(table, manifest.root), tmp_path / "bad.csv")
+    folder = tmp_path / "run"
+    with pytest.raises(BoneaugError, match="is outside the 64x64 image"):
+        run(folder, **{"data.source": "manifest", "data.manifest": str(tmp_path / "bad.csv")})
+    assert not folder.exists()
+
+
+def test_a_split_without_lesions_is_found_before_anything_is_trained(tmp_path: Path) -> None:
+    manifest = user_films(tmp_path, 16, 12, 96)
+    table = manifest.table.copy()
+    lesion = table["label"] == 1
+    table["split"] = "train"  # the user's own split: val holds normal films only
+    table.loc[table.index[~lesion][:4], "split"] = "val"
+    table.loc[table.index[lesion][:3].tolist() + table.index[~lesion][4:8].tolist(),
+              "split"] = "test"
+    save_manifest(Manifest(table, manifest.root), tmp_path / "split.csv")
+    folder = tmp_path / "run"
+    with pytest.raises(BoneaugError, match="in the val split; every classifier needs both"):
+        run(folder, **{"data.source": "manifest", "data.manifest": str(tmp_path / "split.csv")})
+    assert not (folder / "patches").exists() and not (folder / "gan").exists()

@@ -128,6 +128,55 @@ def test_patch_sizes_must_agree(tmp_path: Path) -> None:
                        tmp_path, progress=False)
 
 
+def test_a_batch_larger_than_the_patches_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BoneaugError, match="batch_size 5 is more than the 3 lesion patches"):
+        train_cyclegan(_patches(4, 0), _patches(3, 1), _tiny(batch_size=5), tmp_path / "run",
+                       progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    healthy, lesion = _patches(4, 0), _patches(4, 1)
+    out = tmp_path / "run"
+    train_cyclegan(healthy, lesion, _tiny(), out, progress=False, stop_after=1)
+    left = [out / "checkpoints" / ".last.k2j4x9ab.pt", out / ".losses.a1b2c3d4.csv"]
+    for path in left:  # as `kill -9` during a checkpoint write leaves them
+        path.write_bytes(b"half a checkpoint")
+    kept = out / "checkpoints" / "notes.v2.txt"
+    kept.write_text("not a temporary file")
+    train_cyclegan(healthy, lesion, _tiny(), out, resume=True, progress=False)
+    assert not any(path.exists() for path in left) and kept.is_file()
+
+
+def test_an_incomplete_checkpoint_is_one_line(tmp_path: Path) -> None:
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.parent.mkdir(parents=True)
+    torch.save({"format": "boneaug-cyclegan-checkpoint", "iteration": 1}, last)
+    with pytest.raises(BoneaugError, match="incomplete boneaug CycleGAN checkpoint \\(no "
+                       "'config'\\)"):
+        train_cyclegan(_patches(4, 0), _patches(4, 1), _tiny(), tmp_path / "run",
+                       resume=True, progress=False)
+
+
+@pytest.mark.parametrize("case", ["file", "their folder"])
+def test_cli_gan_train_never_writes_among_someone_s_files(tmp_path: Path, case: str) -> None:
+    from typer.testing import CliRunner
+
+    from boneaug.cli import app
+
+    out = tmp_path / "out"
+    if case == "file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        (out / "losses.csv").write_text("mine")
+    result = CliRunner().invoke(app, ["gan", "train", "--patches", str(tmp_path / "p"),
+                                      "--out", str(out)])
+    assert isinstance(result.exception, BoneaugError), result.output
+    assert ("not a folder" if case == "file" else "not empty") in str(result.exception)
+    assert (out if case == "file" else out / "losses.csv").read_text() == "mine"
+
+
 # --- a run, its files, exact resume ---------------------------------------------------------
 
 def _state(result) -> dict[str, torch.Tensor]:

@@ -154,6 +154,23 @@ def test_missing_columns_and_files(tmp_path):
         load_manifest(tmp_path / "m.csv")
 
 
+def test_hostile_manifests_are_one_short_line(tmp_path):
+    with pytest.raises(ManifestError, match="is a folder; give the manifest CSV file"):
+        load_manifest(tmp_path)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("image_id,path,bone,label,label\na,a.png,femur,1,0\n")
+    with pytest.raises(ManifestError, match="column 'label' appears more than once"):
+        load_manifest(twice, check_images=False)
+    huge = tmp_path / "huge.csv"  # a 2 MB cell and boxes nested past Python's limit
+    huge.write_text("image_id,path,bone,label,boxes\n"
+                    f"a,a.png,{'x' * 2_000_000},1,\nb,b.png,femur,1,{'[' * 100_000}\n")
+    _, problems = check_manifest(huge)
+    messages = [str(p) for p in problems]
+    assert any("unknown bone 'xxx" in m for m in messages)
+    assert any("nested too deep" in m for m in messages)
+    assert all(len(m) < 800 and "\n" not in m for m in messages)
+
+
 def test_save_round_trip_rebases_paths_and_keeps_extras(tmp_path, tiny_images):
     rows = good_rows()
     for row in rows:
@@ -202,7 +219,7 @@ def test_validate_cli_lists_problems_and_fails(tmp_path, tiny_images):
     path = write_manifest(tmp_path, rows)
     result = subprocess.run([sys.executable, "-m", "boneaug", "validate", str(path)],
                             capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, as for every command (README)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "unknown bone" in lines[1] and lines[0].startswith("warning")
     assert "1 errors, 1 warnings" in result.stdout

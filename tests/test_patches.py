@@ -212,6 +212,10 @@ def test_negatives_from_adds_region_normals(dataset: Path, tmp_path: Path) -> No
     assert {"tr_limb0", "tr_limb1"} <= ids_wide
     assert not any(i.startswith("tr_tib") for i in ids_wide)
     assert wide.n_healthy_images == plain.n_healthy_images + 2
+    with pytest.raises(BoneaugError, match="negatives_from 'lowerlimb': no film has"):
+        extract_patches(manifest, "femur", 16, tmp_path / "c", per_lesion=1,
+                        healthy_per_image=1, negatives_from=("lowerlimb",))
+    assert not (tmp_path / "c").exists()
 
 
 def test_min_healthy_tops_up_and_raises(dataset: Path, tmp_path: Path) -> None:
@@ -266,6 +270,24 @@ def test_same_seed_same_patches(dataset: Path, tmp_path: Path) -> None:
         assert ((a.bone_dir / kind / "index.csv").read_text()
                 == (b.bone_dir / kind / "index.csv").read_text())
     assert a.stats_path.read_text() == b.stats_path.read_text()
+
+
+def test_out_is_a_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
+    manifest = _manifest(dataset)
+    kwargs = {"per_lesion": 2, "healthy_per_image": 2}
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(BoneaugError, match="exists and is not a folder"):
+        extract_patches(manifest, "femur", 16, tmp_path / "file", **kwargs)
+    theirs = tmp_path / "theirs" / "femur"
+    theirs.mkdir(parents=True)
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(BoneaugError, match="holds 'notes.txt'"):
+        extract_patches(manifest, "femur", 16, tmp_path / "theirs", **kwargs)
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    # an earlier run is ours to replace
+    first = extract_patches(manifest, "femur", 16, tmp_path / "ours", **kwargs)
+    extract_patches(manifest, "femur", 16, tmp_path / "ours", seed=1, **kwargs)
+    assert first.bone_dir.is_dir()
 
 
 # --------------------------------------------------------------------------- stores

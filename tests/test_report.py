@@ -213,9 +213,23 @@ def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
     run = make_run(tmp_path, synth=False, extras=False)
     (run / "evaluation" / "gate.json").write_text("{not json")
     (run / "config.yaml").write_text("a: [unclosed\n")
-    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    page = write_report(run, n_boot=20, seed=0).html.read_text(encoding="utf-8")
     assert "gate.json could not be read" in section(page, 9)
     assert "config.yaml could not be read" in section(page, 12)
+
+
+def test_an_unreadable_config_never_changes_the_intervals_silently(tmp_path):
+    run = make_run(tmp_path, synth=False, extras=False)
+    (run / "config.yaml").write_bytes(b"protocol:\n  n_boot: 50\xff\n")
+    before = (run / "results.csv").read_bytes() if (run / "results.csv").is_file() else None
+    with pytest.raises(BoneaugError, match="the bootstrap settings of the run are unknown"):
+        write_report(run)
+    after = (run / "results.csv").read_bytes() if (run / "results.csv").is_file() else None
+    assert after == before
+    # run.json's recorded config stands in
+    (run / "run.json").write_text(json.dumps({"config": {"seed": 0,
+                                                         "protocol": {"n_boot": 20}}}))
+    assert write_report(run).csv.is_file()
 
 
 def test_main_ratio_from_protocol_else_most_common_gan_ratio(tmp_path):

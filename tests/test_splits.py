@@ -300,3 +300,18 @@ def test_warns_when_holdout_leaves_no_real_image_in_train() -> None:
     result = split_manifest(make_manifest(rows), group_by="center", holdout=("1",))
     assert set(result.manifest.table["split"]) == {"test"}
     assert any("no real image is left in train" in w for w in result.warnings)
+
+
+def test_cli_split_never_writes_over_an_image_of_the_manifest(tmp_path: Path) -> None:
+    rows = [{"image_id": f"i{k}", "path": f"images/i{k}.png", "bone": "femur",
+             "label": k % 2} for k in range(8)]
+    source = tmp_path / "manifest.csv"
+    save_manifest(Manifest(new_table(rows), tmp_path), source)
+    image = tmp_path / "images" / "i0.png"
+    image.parent.mkdir()
+    image.write_bytes(b"an image")
+    result = CliRunner().invoke(app, ["split", str(source), "--out", str(image)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, BoneaugError)
+    assert "is the input" in str(result.exception)
+    assert image.read_bytes() == b"an image"

@@ -155,3 +155,27 @@ def test_cli_stats(manifest: Manifest, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output == describe_manifest(manifest) + "\n"
     assert "Lesions per positive image" in result.output
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"boxes": [[-5.0, 1.0, 4.0, 6.0]]}, "is outside the"),
+    ({"boxes": [[1.0, 1.0, 1e308, 6.0]]}, "is outside the"),
+    ({"mask_path": "nowhere.png"}, "no such mask file"),
+])
+def test_cli_stats_checks_what_validate_checks(manifest: Manifest, tmp_path: Path,
+                                               change: dict, expected: str) -> None:
+    table = manifest.table.copy()
+    positive = table.index[table["label"] == 1][0]
+    for column, value in change.items():
+        table.at[positive, column] = value
+    path = save_manifest(Manifest(table, manifest.root), tmp_path / "bad.csv")
+    result = CliRunner().invoke(app, ["stats", str(path)])
+    assert result.exit_code != 0
+    assert expected in str(result.exception)
+
+
+def test_cli_stats_counts_an_unreadable_image(manifest: Manifest, tmp_path: Path) -> None:
+    path = save_manifest(manifest, tmp_path / "manifest.csv")
+    (tmp_path / manifest.table["path"].iloc[0]).unlink()
+    result = CliRunner().invoke(app, ["stats", str(path)])
+    assert result.exit_code == 0, result.output

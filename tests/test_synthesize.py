@@ -165,6 +165,8 @@ def test_bad_inputs_are_one_line(world, tmp_path):
         synthesize(tmp_path / "none.pt", split, "femur", tmp_path / "x", count=1)
     with pytest.raises(BoneaugError, match="no normal train image of 'radius'"):
         synthesize(ckpt, split, "radius", tmp_path / "x", count=1)
+    with pytest.raises(BoneaugError, match="negatives_from 'tibai': no film has"):
+        synthesize(ckpt, split, "femur", tmp_path / "x", count=1, negatives_from=("tibai",))
     with pytest.raises(BoneaugError, match="exactly one of --count and --ratio"):
         synthesize(ckpt, split, "femur", tmp_path / "x")
     (tmp_path / "mine").mkdir()
@@ -173,6 +175,19 @@ def test_bad_inputs_are_one_line(world, tmp_path):
         synthesize(ckpt, split, "femur", tmp_path / "mine", count=1)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
     assert not (tmp_path / "x").exists()
+
+
+def test_an_earlier_run_that_is_the_input_is_not_replaced(world, tmp_path):
+    """--out at the synthesis run whose augmented.csv is the input: refused, nothing lost."""
+    _, split, ckpt = world
+    first = synthesize(ckpt, split, "femur", tmp_path / "s1", count=2, seed=1, progress=False)
+    augmented = load_manifest(first.augmented_manifest)
+    files = [p for p in augmented.files() if p.is_file()]
+    before = digests(files)
+    with pytest.raises(BoneaugError, match="holds the input"):
+        synthesize(ckpt, augmented, "femur", tmp_path / "s1", count=2, seed=2, progress=False)
+    assert digests(files) == before
+    assert not list(tmp_path.glob(".*partial"))
 
 
 def test_two_processes_give_the_same_images_as_one(world, tmp_path):

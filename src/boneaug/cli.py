@@ -13,6 +13,10 @@ import typer
 
 from boneaug.errors import BoneaugError
 
+# Exit statuses, one convention for every command (README): 0 done, 2 bad input (one line
+# on stderr; `validate` also when it found an error), 130 interrupted (Ctrl-C).
+BAD_INPUT = 2
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -82,7 +86,7 @@ def validate(manifest: Path = typer.Argument(..., help="manifest.csv to check"))
     warnings = len(problems) - len(errors)
     typer.echo(f"{manifest}: {len(loaded)} rows, {len(errors)} errors, {warnings} warnings")
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
 
 
 @app.command()
@@ -100,6 +104,7 @@ def split(
     in_place: bool = typer.Option(False, help="Allow --out to be the input manifest"),
 ) -> None:
     """Patient-level split into train/val/test, stratified by bone x label."""
+    from boneaug.data.files import check_not_an_input
     from boneaug.data.manifest import load_manifest, save_manifest
     from boneaug.data.splits import split_manifest
 
@@ -108,6 +113,8 @@ def split(
         raise BoneaugError(f"{target}: --out is the input manifest; pass --in-place to "
                            "overwrite it")
     loaded = load_manifest(manifest, check_images=False)
+    check_not_an_input(target, [f for f in loaded.files() if f != loaded.source], "split",
+                       folder=False)  # an image or mask the manifest points at
     result = split_manifest(loaded, val=val, test=test, seed=seed, group_by=group_by,
                             holdout=tuple(h for h in (holdout or "").split(",") if h))
     for warning in result.warnings:
@@ -122,8 +129,9 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
     from boneaug.data.manifest import load_manifest
     from boneaug.data.stats import describe_manifest
 
-    # Unreadable images are counted by stats rather than stopping it.
-    typer.echo(describe_manifest(load_manifest(manifest, check_images=False)))
+    # Every check of `validate` (boxes against the image size, mask files); unreadable
+    # images are counted by stats rather than stopping it.
+    typer.echo(describe_manifest(load_manifest(manifest, unreadable_ok=True)))
 
 
 @app.command()
@@ -184,11 +192,10 @@ def patches(
 ) -> None:
     """Cut the healthy (A) and lesion (B) patch domains of one bone from the train split."""
     from boneaug.data.manifest import load_manifest
+    from boneaug.gan.networks import check_patch_size
     from boneaug.patches import extract_patches
 
-    if size % 4:
-        raise BoneaugError(f"--size {size}: the CycleGAN needs a multiple of 4 (e.g. "
-                           f"{size - size % 4 or 24} or {size + 4 - size % 4})")
+    check_patch_size(size, "--size")
     report = extract_patches(
         load_manifest(manifest), bone.strip().lower(), size, out, per_lesion=per_lesion,
         healthy_per_image=healthy_per_image, context=context, jitter=jitter, seed=seed,
@@ -219,9 +226,14 @@ def gan_train(
 ) -> None:
     """Train healthy -> lesion (and back) on one bone's patches."""
     from boneaug.config import load_yaml, parse_overrides, section
+    from boneaug.data.files import check_out_dir
     from boneaug.gan import GanConfig, train_cyclegan
     from boneaug.patches import load_domains, read_json_object
 
+    if out.exists() and not out.is_dir():
+        raise BoneaugError(f"{out}: exists and is not a folder; --out must be a folder")
+    if not resume and not (out / "checkpoints" / "last.pt").exists():
+        check_out_dir(out, "gan train")  # never among someone's losses.csv or samples
     settings = section(load_yaml(config), "gan", config) if config else {}
     settings = {**settings, **parse_overrides(set_)}
     gan_config = GanConfig.from_dict(settings)
@@ -444,11 +456,16 @@ def experiment(
 
 
 @app.command()
-def report(run: Path = typer.Argument(..., help="An experiment's run folder")) -> None:
+def report(
+    run: Path = typer.Argument(..., help="An experiment's run folder"),
+    n_boot: int = typer.Option(None, "--n-boot", min=20, help="Bootstrap resamples (default: "
+                               "the run's protocol.n_boot)"),
+    seed: int = typer.Option(None, help="Bootstrap seed (default: the run's seed)"),
+) -> None:
     """Write RUN/report.html (self-contained) and RUN/results.csv from a run's predictions."""
     from boneaug.experiment.report import write_report
 
-    paths = write_report(run)
+    paths = write_report(run, n_boot=n_boot, seed=seed)
     typer.echo(f"wrote {paths.html} and {paths.csv}")
 
 
@@ -468,7 +485,7 @@ def main() -> None:
         app()
     except BoneaugError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(BAD_INPUT)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -38,19 +38,28 @@ def build_config(cls: type[T], values: dict[str, Any], where: str) -> T:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file, bad YAML or a non-mapping is one clear line."""
+    """Read a YAML mapping; a missing, unreadable or empty file, bad YAML or a non-mapping
+    is one clear line (an empty file would silently run every default)."""
     path = Path(path)
     if not path.is_file():
         raise BoneaugError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BoneaugError(f"{path}: not a UTF-8 text file (byte {exc.start}); a config is "
+                           "YAML text") from None
+    except OSError as exc:
+        raise BoneaugError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BoneaugError(f"{path}{where}: not valid YAML ({problem})") from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        raise BoneaugError(f"{path}: the config file is empty; write the settings to change "
+                           "(or leave out --config for the defaults)")
     if not isinstance(data, dict):
         raise BoneaugError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data

@@ -60,7 +60,7 @@ from boneaug.classify.strategies import select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
 from boneaug.config import build_config
 from boneaug.data import Manifest
-from boneaug.data.files import atomic_path, check_out_dir, write_json_atomic
+from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.films import positives_of
 from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import Skips
@@ -521,6 +521,8 @@ def classify_regions(manifest: Manifest, strategy: str, out_dir: str | Path, *,
     config = dataclasses.replace(config or ClassifierConfig(), size=regions.size, aspect=1.0)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "classify")
+    check_not_an_input(out_dir, [*manifest.files(), *(extra.files() if extra else [])],
+                       "classify")
     training, (val_x, val_y), test = build_region_training(
         manifest, strategy, config, regions, bone=bone, extra=extra, ratio=ratio, seed=seed,
         negatives_from=negatives_from, cache_dir=cache_dir)

@@ -28,7 +28,7 @@ from boneaug.classify.metrics import pr_auc, roc_auc, sensitivity_at_specificity
 from boneaug.classify.strategies import select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
 from boneaug.data import Manifest
-from boneaug.data.files import atomic_path, check_out_dir, write_json_atomic
+from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
 
@@ -114,6 +114,8 @@ def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
     config = config or ClassifierConfig()
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "classify")
+    check_not_an_input(out_dir, [*manifest.files(), *(extra.files() if extra else [])],
+                       "classify")
     common = dict(bone=bone, extra=extra, ratio=ratio, seed=seed, cache_dir=cache_dir,
                   negatives_from=negatives_from)
     if config.crop == "tiles":

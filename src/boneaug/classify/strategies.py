@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from boneaug.data import Manifest
-from boneaug.data.films import normals_of, positives_of
+from boneaug.data.films import check_negatives_from, normals_of, positives_of
 from boneaug.errors import BoneaugError
 
 STRATEGIES = ("baseline", "weighted", "oversample", "classic", "copypaste", "gan",
@@ -92,6 +92,7 @@ def select(manifest: Manifest, strategy: str, *, bone: str | None = None,
     if not (table["split"] != "").any():
         raise BoneaugError(f"{name}: has no split; run `boneaug split` first")
     where = f"{name}" + (f" (bone {bone})" if bone else "")
+    check_negatives_from(table, negatives_from, name)
     train, val, test = (table.index[_real(table, split, bone, negatives_from)].tolist()
                         for split in ("train", "val", "test"))
     for split, rows in (("train", train), ("val", val), ("test", test)):

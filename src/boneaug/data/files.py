@@ -4,12 +4,16 @@ reading a CSV as text with one-line errors."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+MESSAGE_LIMIT = 200  # characters of a file's content quoted in an error message
 
 
 @contextlib.contextmanager
@@ -36,6 +40,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_interrupted_writes(folder: str | Path) -> list[Path]:
+    """Delete what `atomic_path` writes left in `folder` when their process was killed
+    (``.<stem>.<random><suffix>``): no writer may be at work in `folder`, as when a run
+    starts or resumes there. Returns the files removed."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _TEMPORARY.match(path.name) and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+# `atomic_path`'s temporary names: "." + the stem + "." + mkstemp's 8 random characters +
+# the suffix (".last.k2j4_x9a.pt")
+_TEMPORARY = re.compile(r"^\.[^.].*\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -49,6 +72,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_not_an_input(out: str | Path, inputs: Iterable[str | Path], command: str, *,
+                       folder: bool = True) -> None:
+    """Refuse an output that would replace an input: `out` is one of `inputs`, or (a
+    `folder` the command replaces or writes into) holds one of them. Inputs are never
+    modified, deleted or written over."""
+    from boneaug.errors import BoneaugError
+
+    target = Path(out).resolve()
+    for source in inputs:
+        path = Path(source).resolve()
+        if path == target or (folder and target in path.parents):
+            how = "is" if path == target else "holds"
+            raise BoneaugError(f"{out}: --out {how} the input {source}; `boneaug {command}` "
+                               "would replace it: choose another --out")
 
 
 def check_out_dir(out_dir: str | Path, command: str) -> None:
@@ -89,10 +128,27 @@ def read_csv_text(path: str | Path, what: str, error: type[Exception] | None = N
 
     error = error or BoneaugError
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder; give the {what} CSV file")
     if not path.is_file():
         raise error(f"{path}: no such {what} file")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            csv.Error) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise error(f"{path}: not a readable {what} CSV ({reason})") from None
+        raise error(f"{path}: not a readable {what} CSV ({short(reason)})") from None
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise error(f"{path}: column {short(twice[0])!r} appears more than once in the header "
+                    f"of this {what} CSV; keep one")
+    return table
+
+
+def short(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` cut to `limit` characters with an ellipsis: a message quoting a file's
+    content stays one readable line, whatever that content holds."""
+    text = str(text).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"

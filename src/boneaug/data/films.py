@@ -29,6 +29,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from boneaug.data.manifest import REGIONS
+from boneaug.errors import BoneaugError
 
 # The region of a bone: a film labelled "lower_limb" is never assigned a humerus. (BTXRD's
 # importer also takes a tumour's region from here when its flags name none.)
@@ -80,6 +81,17 @@ def of_bone(table: pd.DataFrame, bone: str, negatives_from: Iterable[str] = ()) 
     if extra:
         named = named | table["bone"].isin(extra)
     return named.astype(bool) & ~matched_out(table, bone)
+
+
+def check_negatives_from(table: pd.DataFrame, negatives_from: Iterable[str], where: str
+                         ) -> None:
+    """Refuse a `negatives_from` name that no film's ``bone`` column holds: a misspelt
+    region would otherwise be ignored and the bone trained without those negatives."""
+    present = {str(v) for v in table["bone"].unique()}
+    for name in negatives_from:
+        if name not in present:
+            raise BoneaugError(f"{where}: negatives_from {name!r}: no film has that bone or "
+                               f"region (the manifest has {', '.join(sorted(present))})")
 
 
 def matched_out(table: pd.DataFrame, bone: str) -> pd.Series:

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from boneaug.data.files import atomic_path, read_csv_text
+from boneaug.data.files import MESSAGE_LIMIT, atomic_path, read_csv_text, short
 from boneaug.data.imageio import image_size
 from boneaug.errors import BoneaugError, ManifestError
 
@@ -77,7 +77,7 @@ class Problem:
         if self.column:
             where += f", column {self.column}"
         prefix = "" if self.severity == "error" else "warning: "
-        return f"{prefix}{where}: {self.message}"
+        return f"{prefix}{short(where, 2 * MESSAGE_LIMIT)}: {short(self.message)}"
 
 
 @dataclass
@@ -102,6 +102,15 @@ class Manifest:
     def copy(self) -> Manifest:
         return Manifest(self.table.copy(deep=True), self.root, self.source)
 
+    def files(self) -> list[Path]:
+        """The manifest file and every file its rows point at (images, masks): what a
+        command must never write over."""
+        found = [self.source] if self.source is not None else []
+        columns = [c for c in self.table.columns if c == "path" or c.endswith("mask_path")]
+        for column in columns:
+            found += [self.resolve(str(v)) for v in self.table[column].unique() if str(v)]
+        return found
+
 
 # --------------------------------------------------------------------------- boxes
 
@@ -121,19 +130,22 @@ def parse_boxes(text: Any) -> list[Box]:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg})") from None
+        except RecursionError:  # "[[[[..." nested past Python's limit
+            raise ValueError("not a list of boxes (nested too deep)") from None
     if not isinstance(raw, list):
         raise ValueError("must be a JSON list of [x0, y0, x1, y1] boxes")
     boxes: list[Box] = []
     for i, box in enumerate(raw):
         if not isinstance(box, list | tuple) or len(box) != 4:
-            raise ValueError(f"box {i} is {json.dumps(box)}; expected [x0, y0, x1, y1]")
+            raise ValueError(f"box {i} is {short(json.dumps(box), 80)}; expected "
+                             "[x0, y0, x1, y1]")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
-            raise ValueError(f"box {i} has a non-numeric value: {json.dumps(box)}")
+            raise ValueError(f"box {i} has a non-numeric value: {short(json.dumps(box), 80)}")
         x0, y0, x1, y1 = (float(v) for v in box)
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             raise ValueError(f"box {i} has a non-finite value")
         if not (x1 > x0 and y1 > y0):
-            raise ValueError(f"box {i} {json.dumps(box)} needs x1 > x0 and y1 > y0")
+            raise ValueError(f"box {i} {short(json.dumps(box), 80)} needs x1 > x0 and y1 > y0")
         boxes.append([x0, y0, x1, y1])
     return boxes
 
@@ -230,15 +242,19 @@ def read_manifest(path: str | Path) -> tuple[Manifest, list[Problem]]:
     return Manifest(_typed(raw), path.parent.resolve(), path.resolve()), problems
 
 
-def load_manifest(path: str | Path, *, check_images: bool = True) -> Manifest:
+def load_manifest(path: str | Path, *, check_images: bool = True,
+                  unreadable_ok: bool = False) -> Manifest:
     """Read and validate a manifest; raise `ManifestError` (one line) if it has errors.
 
     Warnings (such as positives without boxes) do not raise; `validate_manifest` lists
     them. With `check_images`, every image is checked to exist and be readable, and
-    boxes are checked against the image size (headers only, no pixel decoding).
+    boxes are checked against the image size (headers only, no pixel decoding);
+    `unreadable_ok`: an image that cannot be read is no error (its caller counts it),
+    everything else still is.
     """
     manifest, problems = check_manifest(path, check_images=check_images)
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [p for p in problems if p.severity == "error"
+              and not (unreadable_ok and p.column == "path")]
     if errors:
         more = (f" (and {len(errors) - 1} more; `boneaug validate {path}` lists them all)"
                 if len(errors) > 1 else "")
@@ -325,8 +341,9 @@ def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[
                 continue
             for i, (x0, y0, x1, y1) in enumerate(row.boxes):
                 if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-                    add(pos, "boxes", f"box {i} {format_boxes([[x0, y0, x1, y1]])} is outside "
-                        f"the {width}x{height} image", image_id=image_id)
+                    box = short(format_boxes([[x0, y0, x1, y1]]), 80)
+                    add(pos, "boxes", f"box {i} {box} is outside the {width}x{height} image",
+                        image_id=image_id)
             if row.mask_path and not manifest.resolve(row.mask_path).is_file():
                 add(pos, "mask_path", f"{manifest.resolve(row.mask_path)}: no such mask file",
                     image_id=image_id)

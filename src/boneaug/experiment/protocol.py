@@ -94,7 +94,7 @@ from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atom
 from boneaug.data.films import is_region, normals_of, positives_of
 from boneaug.data.manifest import check_manifest
 from boneaug.data.matching import apply_matching, format_matching
-from boneaug.data.phantom import PhantomConfig, make_phantom
+from boneaug.data.phantom import PhantomConfig, make_phantom, validate_config
 from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import SKIPPED_FILE, Skips, read_skipped
 from boneaug.data.splits import split_manifest
@@ -109,6 +109,7 @@ from boneaug.experiment.evidence import (
     verdict,
 )
 from boneaug.gan import train_cyclegan
+from boneaug.gan.networks import check_patch_size
 from boneaug.patches import extract_patches, load_domains
 from boneaug.synth import synthesize
 from boneaug.synth.copypaste import copy_paste_translator
@@ -260,19 +261,50 @@ def rows_key(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...] = (
     return stage_key(rows=rows[columns].astype(str).to_numpy().tolist())
 
 
+def _phantom_config(config: ExperimentConfig) -> PhantomConfig:
+    data = config.data
+    try:
+        return PhantomConfig(bones=tuple(data.bones), normal=data.normal, lesion=data.lesion,
+                             size=data.size, difficulty=data.difficulty, seed=config.seed,
+                             distractors=data.distractors, **data.phantom)
+    except TypeError as exc:
+        raise BoneaugError(f"{config.source or 'config'}: data.phantom: {exc}") from None
+
+
+def preflight(config: ExperimentConfig) -> None:
+    """What a later stage would refuse, refused before the run folder is made: the patch
+    size, the phantom's settings, or the input manifest (every check of `validate`; films
+    that cannot be read are skipped later, as ever, unless too many are). The splits'
+    classes are checked right after the data stage, before anything is trained."""
+    check_patch_size(config.patches.size, f"{config.source or 'config'}: patches.size")
+    if config.data.source == "phantom":
+        validate_config(_phantom_config(config))
+    else:
+        _load_source(config, Path(), Skips("data"))  # reads; writes nothing
+
+
+def _check_splits(config: ExperimentConfig, manifest: Manifest) -> None:
+    """Every bone's real val and test films hold lesion and normal films: each classifier
+    is validated and tested on both (found here, not after the CycleGANs)."""
+    table = manifest.table
+    real = table["origin"] == "real"
+    for bone in config.data.bones:
+        of = positives_of(table, bone) | normals_of(table, bone, _negatives_from(config, bone))
+        for split in ("val", "test"):
+            labels = table.loc[real & of & (table["split"] == split), "label"]
+            if labels.nunique() < 2:
+                raise BoneaugError(
+                    f"{manifest.source}: bone {bone!r} has {int(labels.sum())} lesion and "
+                    f"{int((labels == 0).sum())} normal films in the {split} split; every "
+                    f"classifier needs both there (more films, or a larger data.{split})")
+
+
 def _load_source(config: ExperimentConfig, run_dir: Path, skips: Skips) -> Manifest:
     """The input manifest: rendered (phantom) or the user's; films whose image cannot be
     read are dropped into `skips` (an unusable film costs itself, not the run)."""
     data = config.data
     if data.source == "phantom":
-        try:
-            phantom_config = PhantomConfig(
-                bones=tuple(data.bones), normal=data.normal, lesion=data.lesion,
-                size=data.size, difficulty=data.difficulty, seed=config.seed,
-                distractors=data.distractors, **data.phantom)
-        except TypeError as exc:
-            raise BoneaugError(f"{config.source or 'config'}: data.phantom: {exc}") from None
-        return load_manifest(make_phantom(run_dir / "phantom", phantom_config))
+        return load_manifest(make_phantom(run_dir / "phantom", _phantom_config(config)))
     manifest, problems = check_manifest(Path(data.manifest or ""))
     errors = [p for p in problems if p.severity == "error"]
     unreadable = {p.line for p in errors if p.column in ("path", "mask_path")}
@@ -538,6 +570,7 @@ class _Run:
                          if info.get("skipped") else ""))
         self.counts = info["counts"]
         self.manifest = load_manifest(self.run_dir / "data" / "manifest.csv")
+        _check_splits(config, self.manifest)
         table = self.manifest.table
         for bone in config.data.bones:
             self.keys[f"rows:{bone}"] = rows_key(table, bone, _negatives_from(config, bone))
@@ -843,6 +876,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     module doc."""
     started = time.time()
     run_dir = Path(out_dir)
+    preflight(config)
     _open_run(config, run_dir, fresh, say)
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": False})

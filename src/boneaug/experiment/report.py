@@ -115,12 +115,33 @@ class ReportPaths:
 
 
 def _bootstrap_settings(run: Path, n_boot: int | None, seed: int | None) -> tuple[int, int]:
-    """The run config's ``protocol.n_boot`` and ``seed`` where not given (else 2000, 0), so
-    that `boneaug report` reproduces the intervals the experiment printed."""
-    config: dict[str, Any] = {}
-    with contextlib.suppress(OSError, yaml.YAMLError):
-        loaded = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-        config = loaded if isinstance(loaded, dict) else {}
+    """The run config's ``protocol.n_boot`` and ``seed`` where not given (from
+    ``config.yaml``, else the config recorded in ``run.json``; a folder with neither: 2000
+    and 0), so that `boneaug report` reproduces the intervals the experiment printed. A
+    config that is there but cannot be read is one line: guessing would change the CIs
+    without a word."""
+    if n_boot is not None and seed is not None:
+        return int(n_boot), int(seed)
+    config: dict[str, Any] | None = None
+    problem = ""
+    path = run / "config.yaml"
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = loaded if isinstance(loaded, dict) else None
+            problem = "" if config is not None else "not a mapping"
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            problem = _first_line(exc)
+    if config is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            recorded = json.loads((run / "run.json").read_text(encoding="utf-8"))
+            config = recorded.get("config") if isinstance(recorded.get("config"), dict) \
+                else None
+    if config is None and problem:
+        raise BoneaugError(f"{path}: cannot be read ({problem}), and run.json keeps no "
+                           "config: the bootstrap settings of the run are unknown; give "
+                           "--n-boot and --seed")
+    config = config or {}
     protocol = config.get("protocol") if isinstance(config.get("protocol"), dict) else {}
     if n_boot is None:
         n_boot = protocol.get("n_boot") if isinstance(protocol.get("n_boot"), int) else 2000

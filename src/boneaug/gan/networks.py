@@ -34,8 +34,25 @@ from monai.networks.nets import PatchDiscriminator
 from monai.networks.utils import normal_init
 from torch import nn
 
-__all__ = ["ResnetGenerator", "PatchGANDiscriminator", "count_parameters", "to_model_range",
-           "from_model_range"]
+from boneaug.errors import BoneaugError
+
+__all__ = ["MIN_PATCH", "check_patch_size", "ResnetGenerator", "PatchGANDiscriminator",
+           "count_parameters", "to_model_range", "from_model_range"]
+
+MIN_PATCH = 24  # below this the 70x70 PatchGAN's output is empty
+
+
+def check_patch_size(size: object, where: str) -> None:
+    """The one patch-size rule of the CycleGAN: a whole number, a multiple of 4 (two
+    stride-2 steps down and up), at least `MIN_PATCH`. `where` names the setting."""
+    whole = isinstance(size, int) and not isinstance(size, bool)
+    if not whole or size % 4 or size < MIN_PATCH:  # type: ignore[operator]
+        below, above = (max(MIN_PATCH, size - size % 4), max(MIN_PATCH, size + 4 - size % 4)) \
+            if whole else (0, 0)  # type: ignore[operator]
+        near = f" (e.g. {below} or {above})" if whole and below != above else \
+            (f" (e.g. {above})" if whole else "")
+        raise BoneaugError(f"{where} {size!r}: the CycleGAN needs a patch side that is a "
+                           f"multiple of 4 and at least {MIN_PATCH}{near}")
 
 
 def _conv_in_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,

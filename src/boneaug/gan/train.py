@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from boneaug.data.files import atomic_path
+from boneaug.data.files import atomic_path, remove_interrupted_writes
 from boneaug.data.runinfo import write_run_json
 from boneaug.distributed import DEFAULT_THREADS, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
@@ -51,6 +51,7 @@ from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, ls
 from boneaug.gan.networks import (
     PatchGANDiscriminator,
     ResnetGenerator,
+    check_patch_size,
     from_model_range,
     to_model_range,
 )
@@ -65,7 +66,6 @@ LOSS_NAMES = ("g_adv_lesion", "g_adv_healthy", "cycle_healthy", "cycle_lesion",
 GENERATOR_FILE = "generator_healthy_to_lesion.pt"
 _CHECKPOINT_FORMAT = "boneaug-cyclegan-checkpoint"
 _GENERATOR_FORMAT = "boneaug-cyclegan-generator"
-_MIN_PATCH = 24  # below this the 70x70 PatchGAN's output is empty
 
 
 # ------------------------------------------------------------------------------------------
@@ -540,9 +540,7 @@ def _check_patches(patches: Any, name: str) -> np.ndarray:
     n, p = patches.shape[0], patches.shape[1]
     if n == 0:
         raise BoneaugError(f"{name} patches: the stack is empty")
-    if p % 4 or p < _MIN_PATCH:
-        raise BoneaugError(f"{name} patches: patch size {p} must be a multiple of 4 and at "
-                           f"least {_MIN_PATCH}")
+    check_patch_size(p, f"{name} patches: patch size")
     patches = np.ascontiguousarray(patches, dtype=np.float32)
     lo, hi = float(patches.min()), float(patches.max())
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
@@ -634,6 +632,11 @@ def _train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         raise BoneaugError(f"patch sizes differ: healthy {healthy.shape[1]}, lesion "
                            f"{lesion.shape[1]}")
     patch_size = int(healthy.shape[1])
+    fewest = min((len(healthy), "healthy"), (len(lesion), "lesion"))
+    if config.batch_size > fewest[0]:
+        raise BoneaugError(f"gan config: batch_size {config.batch_size} is more than the "
+                           f"{fewest[0]} {fewest[1]} patches; use a batch of at most "
+                           f"{fewest[0]}")
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -642,6 +645,8 @@ def _train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
     if not resume and last_path.exists():
         raise BoneaugError(f"{out_dir}: already holds a run (checkpoints/last.pt); resume it "
                            "or choose another folder")
+    for folder in (out_dir, ckpt_dir):  # a run killed while writing left these
+        remove_interrupted_writes(folder)
 
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise BoneaugError(f"gan config: device={config.device!r} but CUDA is not available")
@@ -867,6 +872,11 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
                 file=sys.stderr)
 
 
+# what `_load_checkpoint` reads of a checkpoint (written by the training loop)
+_CHECKPOINT_KEYS = ("config", "patch_size", "data", "world_size", "iteration", "networks",
+                    "optimizers", "ranks", "streams", "elapsed_seconds")
+
+
 def _load_checkpoint(path: Path, config: GanConfig, patch_size: int,
                      data_id: dict[str, Any], world_size: int) -> dict[str, Any]:
     """Read `last.pt` and check it belongs to this run; any mismatch is one clear line."""
@@ -877,6 +887,10 @@ def _load_checkpoint(path: Path, config: GanConfig, patch_size: int,
         raise BoneaugError(f"{path}: not a readable checkpoint ({first[:120]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise BoneaugError(f"{path}: not a boneaug CycleGAN checkpoint")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict):
+        raise BoneaugError(f"{path}: an incomplete boneaug CycleGAN checkpoint (no "
+                           f"{missing[0] if missing else 'config mapping'!r}); start afresh")
     saved = ckpt["config"]
     for key, value in config.to_dict().items():
         if key not in _RESUMABLE_CHANGES and saved.get(key) != value:

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from boneaug.data import Manifest, read_image
 from boneaug.data.files import write_json_atomic
-from boneaug.data.films import normals_of, of_bone, positives_of
-from boneaug.data.skips import Skips, film_problem
+from boneaug.data.films import check_negatives_from, normals_of, of_bone, positives_of
+from boneaug.data.skips import SKIPPED_FILE, Skips, film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
 from boneaug.patches.location import BoneLocator, encode_thumbnail, film_thumbnail
@@ -121,6 +121,7 @@ def extract_patches(
         raise BoneaugError("per_lesion and healthy_per_image must be at least 1")
     if context < 0 or not 0 <= jitter < 1:
         raise BoneaugError(f"need context >= 0 and 0 <= jitter < 1 (got {context}, {jitter})")
+    _check_out(Path(out_dir), bone)
     name = str(manifest.source) if manifest.source else "manifest"
     lesion_rows, healthy_rows, warnings = _select_rows(manifest, bone, negatives_from, name)
     if min_healthy is not None and min_healthy > 0:
@@ -235,6 +236,24 @@ def extract_patches(
 # --------------------------------------------------------------------------- rows
 
 
+# what `extract_patches` writes into OUT/<bone>/: an earlier run's, replaced
+PATCH_OUTPUTS = frozenset({"healthy", "lesion", "lesion_stats.json", SKIPPED_FILE, INFO_FILE})
+
+
+def _check_out(out_dir: Path, bone: str) -> None:
+    """Refuse an output that is a file, or a bone folder holding anything this command did
+    not write there (someone's files are never written among or over)."""
+    for folder in (out_dir, out_dir / bone):
+        if folder.exists() and not folder.is_dir():
+            raise BoneaugError(f"{folder}: exists and is not a folder; --out must be a folder")
+    bone_dir = out_dir / bone
+    theirs = sorted(p.name for p in bone_dir.iterdir() if p.name not in PATCH_OUTPUTS) \
+        if bone_dir.is_dir() else []
+    if theirs:
+        raise BoneaugError(f"{bone_dir}: holds {theirs[0]!r}, which `boneaug patches` does not "
+                           "write; choose an empty or new --out")
+
+
 def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
                  name: str) -> tuple[list[dict], list[dict], list[str]]:
     """The lesion rows and healthy rows of `bone` in the real train split, and warnings."""
@@ -242,6 +261,7 @@ def _select_rows(manifest: Manifest, bone: str, negatives_from: tuple[str, ...],
     if not (table["split"].astype(str) != "").any():
         raise BoneaugError(f"{name}: has no split column values; run `boneaug split` first "
                            "(patches are cut from the train split only)")
+    check_negatives_from(table, negatives_from, name)
     train = table[(table["split"] == "train") & (table["origin"] == "real")]
     bones_there = sorted(set(train["bone"]))
     if not of_bone(train, bone).any():

@@ -33,8 +33,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from boneaug.data import Manifest, new_table, read_image, save_manifest
-from boneaug.data.files import check_out_dir, write_json_atomic
-from boneaug.data.films import normals_of, positives_of
+from boneaug.data.files import check_not_an_input, check_out_dir, write_json_atomic
+from boneaug.data.films import check_negatives_from, normals_of, positives_of
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
@@ -118,6 +118,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     if not (table["split"] != "").any():
         raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
                            "may only come from train images)")
+    check_negatives_from(table, negatives_from, name)
     train_real = (table["split"] == "train") & (table["origin"] == "real")
     sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
     if not sources:
@@ -127,6 +128,8 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     real_positives = int((train_real & positives_of(table, bone)).sum())
     n_images = _how_many(count, ratio, real_positives, bone, name)
     check_out_dir(out_dir, "synthesize")
+    # an earlier synthesis run is replaced whole: never the one this run reads
+    check_not_an_input(out_dir, [*manifest.files(), generator], "synthesize")
 
     # Every image's inputs (source, rng) depend only on its index and the seed, so the
     # result does not depend on the number of ranks or on the batch size.

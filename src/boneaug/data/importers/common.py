@@ -395,10 +395,10 @@ def relative_to(path: Path, root: Path) -> str:
 
 
 def summarise(messages: Sequence[str], what: str, limit: int = 3) -> list[str]:
-    """Up to `limit` messages, each with `what` says; more become one line: the count and
+    """Up to `limit` messages as they are; more become one line: the count of `what` and
     the first."""
     if len(messages) <= limit:
-        return [f"{m}: {what}" for m in messages]
+        return list(messages)
     return [f"{len(messages)} {what} (first: {messages[0]})"]
 
 
