@@ -81,11 +81,15 @@ def check_not_an_input(out: str | Path, inputs: Iterable[str | Path], command: s
     modified, deleted or written over."""
     from boneaug.errors import BoneaugError
 
-    target = Path(out).resolve()
+    # plain string paths (no file-system call per input: a manifest names thousands and
+    # `classify` runs this for every classifier of an experiment); the output both as
+    # written and with its links resolved
+    targets = {os.path.abspath(out), str(Path(out).resolve())}
     for source in inputs:
-        path = Path(source).resolve()
-        if path == target or (folder and target in path.parents):
-            how = "is" if path == target else "holds"
+        path = os.path.abspath(source)
+        inside = folder and any(path.startswith(t.rstrip(os.sep) + os.sep) for t in targets)
+        if path in targets or inside:
+            how = "is" if path in targets else "holds"
             raise BoneaugError(f"{out}: --out {how} the input {source}; `boneaug {command}` "
                                "would replace it: choose another --out")
 
