@@ -13,7 +13,7 @@ import torch
 import boneaug.classify.tiles as tiles_module
 from boneaug.classify import ClassifierConfig, classify, predict, roc_auc
 from boneaug.classify.model import build_classifier
-from boneaug.classify.regions import RegionConfig
+from boneaug.classify.regions import RegionConfig, _survey
 from boneaug.classify.tiles import (
     MIN_BONE,
     STRIDE,
@@ -140,6 +140,21 @@ def test_tile_sets_of_val_and_training_films(films, tmp_path, monkeypatch):
     monkeypatch.setattr(tiles_module, "film_tiles", no_tiling)
     again = tile_set(films, test_rows, "femur", side_rel, 32, None, cache_dir=tmp_path)
     assert np.array_equal(again.inputs, first.inputs) and again.film_ids == first.film_ids
+
+
+def test_films_without_a_bone_mask_are_tiled_where_the_bone_lies(films):
+    """No mask (a joint film shows other bones): the estimated region is narrowed by the
+    locator of where this bone's lesions lie, so fewer tiles, still some on every film."""
+    table = films.table.copy()
+    table["bone_mask_path"] = ""
+    estimated = Manifest(table, films.root)
+    sites = _survey(films, "femur", REGIONS, None)
+    side_rel = float(np.median(sites.side_rel))
+    rows = rows_of(films, "test")
+    anywhere = tile_set(estimated, rows, "femur", side_rel, 32, None)
+    located = tile_set(estimated, rows, "femur", side_rel, 32, None, sites=sites)
+    assert 0 < len(located) < len(anywhere)
+    assert set(np.unique(located.film)) == set(range(len(rows)))
 
 
 def test_strategies_shape_the_tile_training_set(films):

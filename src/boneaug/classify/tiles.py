@@ -11,7 +11,8 @@ the lesion scale, and a film scores as its highest tile:
   of the shorter film side, from the real train lesion films with boxes. Every tile is
   resized to `classifier.size`.
 - **Grid**: tile centres every half side (`STRIDE`) over where the bone lies (its mask, or
-  on a film without one the estimated bone near where this bone lies in films like it);
+  on a film without one the estimated bone near where this bone's lesions lie in films
+  like it, `where_bone_lies`: a joint film's other bones are not tiled);
   a tile with less than `MIN_BONE` of bone is left out, and a film where no bone is found
   is tiled all over. Val and test films are tiled from the bone's corner; a training film
   from a corner shifted by a random part of the stride (seeded by the training seed and
@@ -43,13 +44,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from boneaug.classify.regions import RegionConfig, _cached, _rows_key, _survey
+from boneaug.classify.regions import RegionConfig, _cached, _rows_key, _Sites, _survey
 from boneaug.classify.strategies import select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict
 from boneaug.data import Manifest
 from boneaug.data.skips import Skips
 from boneaug.errors import BoneaugError
-from boneaug.patches import bone_region, crop_reflect, read_film, resize_square, square_box
+from boneaug.patches import (
+    bone_region,
+    crop_reflect,
+    read_film,
+    resize_square,
+    square_box,
+    where_bone_lies,
+)
 from boneaug.patches.extract import boxes_overlap
 
 STRIDE = 0.5        # of the tile side, between tile centres
@@ -146,17 +154,20 @@ def film_tiles(image: np.ndarray, where: np.ndarray, boxes: list[list[float]], s
     return patches, labels, squares
 
 
-def _film_where(manifest: Manifest, row: dict, image: np.ndarray, bone: str) -> np.ndarray:
-    """Where `bone` lies on the film: its mask, or the estimated bone region."""
+def _film_where(manifest: Manifest, row: dict, image: np.ndarray, bone: str,
+                sites: _Sites | None) -> np.ndarray:
+    """Where `bone` lies on the film: its mask; on a film without one the estimated bone
+    region near where this bone's lesions lie in films like it (`where_bone_lies`: a joint
+    film shows other bones, whose lesions must not make a film of this bone score high)."""
     try:
-        region, _ = bone_region(manifest, row, image, bone)
+        region, source = bone_region(manifest, row, image, bone)
     except (BoneaugError, ValueError):  # a bad mask: the film is tiled all over
         return np.zeros(image.shape, bool)
-    return region
+    return where_bone_lies(image, region, source, sites.locator if sites else None)
 
 
 def tile_set(manifest: Manifest, rows: list, bone: str, side_rel: float, size: int,
-             seed: int | None, *, lesions_only: bool = False,
+             seed: int | None, *, lesions_only: bool = False, sites: _Sites | None = None,
              cache_dir: str | Path | None = None) -> TileSet:
     """The tiles of the films `rows` (index labels of `manifest.table`). `seed` None: val
     and test tiles (no grid shift, every tile kept); else training tiles (the grid shifted
@@ -182,8 +193,8 @@ def tile_set(manifest: Manifest, rows: list, bone: str, side_rel: float, size: i
                 rng = np.random.default_rng([seed, zlib.crc32(str(row["image_id"]).encode())])
                 offset = (int(rng.integers(stride)), int(rng.integers(stride)))
             boxes = list(row["boxes"] or [])
-            patches, tile_labels, _ = film_tiles(image, _film_where(manifest, row, image, bone),
-                                              boxes, side, size, offset)
+            where = _film_where(manifest, row, image, bone, sites)
+            patches, tile_labels, _ = film_tiles(image, where, boxes, side, size, offset)
             keep = [k for k, v in enumerate(tile_labels)
                     if seed is None or (v == 1 if lesions_only else v >= 0)]
             index = len(ids)
@@ -200,6 +211,7 @@ def tile_set(manifest: Manifest, rows: list, bone: str, side_rel: float, size: i
                        ).to_arrays()
 
     key = ["tiles", TILES_VERSION, bone, round(side_rel, 6), size, seed, lesions_only,
+           sites.key() if sites else None,
            STRIDE, MIN_BONE, _rows_key(manifest, list(rows))]
     return TileSet.from_arrays(_cached(cache_dir, key, compute))
 
@@ -216,12 +228,13 @@ def build_tile_training(manifest: Manifest, strategy: str, config: ClassifierCon
                            "that bone's lesions")
     sel = select(manifest, strategy, bone=bone, extra=extra, ratio=ratio, seed=seed,
                  negatives_from=negatives_from)
-    side_rel = tile_side_rel(manifest, bone, regions, cache_dir)
+    sites = _survey(manifest, bone, regions, cache_dir)
+    side_rel = float(np.median(sites.side_rel))
 
     def of(source: Manifest, rows: list, draw: int | None, lesions_only: bool = False
            ) -> TileSet:
         return tile_set(source, rows, bone, side_rel, config.size, draw,
-                        lesions_only=lesions_only, cache_dir=cache_dir)
+                        lesions_only=lesions_only, sites=sites, cache_dir=cache_dir)
 
     train, val, test = of(manifest, sel.train, seed), of(manifest, sel.val, None), \
         of(manifest, sel.test, None)
@@ -267,8 +280,10 @@ def val_sample(labels: np.ndarray, limit: int = VAL_TILES) -> np.ndarray:
 
 
 def score_films(model: torch.nn.Module, manifest: Manifest, rows: list, bone: str,
-                side_rel: float, config: ClassifierConfig,
+                side_rel: float, config: ClassifierConfig, sites: _Sites | None = None,
                 cache_dir: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
-    """A tile classifier's score of each readable film of `rows` and the films' ids."""
-    tiles = tile_set(manifest, rows, bone, side_rel, config.size, None, cache_dir=cache_dir)
+    """A tile classifier's score of each readable film of `rows` and the films' ids
+    (`sites`: where the bone lies on films without its mask, as in training)."""
+    tiles = tile_set(manifest, rows, bone, side_rel, config.size, None, sites=sites,
+                     cache_dir=cache_dir)
     return tiles.pooled(predict(model, tiles.inputs, config)), tiles.film_ids

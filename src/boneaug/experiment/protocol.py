@@ -87,7 +87,7 @@ from boneaug.classify import (
 from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.classify.probe import ProbeResult, format_probe
-from boneaug.classify.regions import classify_regions, region_set
+from boneaug.classify.regions import _survey, classify_regions, region_set
 from boneaug.classify.tiles import score_films
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
 from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
@@ -482,8 +482,9 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
         if cls_config.crop == "tiles":  # a film scores as its highest tile, as when tested
             side_rel = float(saved["selection"]["tiles"]["side_rel"])
             every = source.table.index.tolist() if rows is None else rows
+            sites = _survey(manifest, bone, config.regions, run_dir / "cache")
             scored, ids = score_films(model, source, every, bone, side_rel, cls_config,
-                                      run_dir / "cache")
+                                      sites, run_dir / "cache")
             if len(ids) != len(every):
                 raise BoneaugError(f"{source.source}: {len(every) - len(ids)} film(s) could "
                                    "not be read for the quality gate")
