@@ -13,9 +13,9 @@ variant's warm caches do not flatter the next. The reference architecture throug
 Training variants (all the same architecture and losses):
     naive       the reference's step (boneaug.gan.reference): 6 separate G passes, real and
                 fake D passes apart, float32, NCHW
-    batched     boneaug's step (boneaug.gan.train.train_step): 4 G passes with the identity
+    batched     boneaug's step (boneaug.gan.step.train_step): 4 G passes with the identity
                 pass stacked onto the real pass, one D pass per domain, fused Adam
-                (boneaug.gan.train.make_adam, as train_cyclegan)
+                (boneaug.gan.step.make_adam, as train_cyclegan)
     +loopadam   the default per-parameter Adam loop instead of the fused kernel
     +bf16       bf16 autocast;  +cl  channels-last;  +compile  torch.compile (inductor);
                 +cudnnbench  torch.backends.cudnn.benchmark (CUDA)
@@ -44,7 +44,7 @@ import torch
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.reference import reference_step
-from boneaug.gan.train import Discriminators, Generators, make_adam, train_step
+from boneaug.gan.step import Discriminators, Generators, make_adam, train_step
 
 VARIANTS = ("naive", "naive+bf16", "naive+cl", "batched", "batched+bf16",
             "batched+bf16+loopadam", "batched+cl", "batched+bf16+cl",

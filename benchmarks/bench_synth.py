@@ -27,7 +27,7 @@ from boneaug.data import load_manifest, save_manifest
 from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
 from boneaug.gan import ResnetGenerator, from_model_range, to_model_range
-from boneaug.gan.train import save_generator
+from boneaug.gan.checkpoint import save_generator
 from boneaug.patches import extract_patches
 from boneaug.synth import synthesize
 

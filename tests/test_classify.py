@@ -546,29 +546,30 @@ def test_batch_size_one_trains_or_is_refused(toy, monkeypatch):
 
 @pytest.mark.parametrize("values,match", [
     ({"widht": 8}, "unknown setting 'widht'"),
-    ({"arch": "vgg16"}, "arch must be one of"),
-    ({"crop": "lesion"}, "crop must be one of"),
-    ({"size": 16}, "size must be at least 32"),
-    ({"width": 0}, "width must be a positive whole number"),
-    ({"epochs": 2.5}, "epochs must be a positive whole number"),
-    ({"batch_size": True}, "batch_size must be a positive whole number"),
-    ({"steps_per_epoch": -1}, "steps_per_epoch must be a whole number >= 0"),
-    ({"lr": -0.1}, "lr must be a number >= 0"),
-    ({"lr": float("nan")}, "lr must be a number >= 0"),
-    ({"weight_decay": "0.1"}, "weight_decay must be a number >= 0"),
-    ({"amp": "yes"}, "amp must be auto, true or false"),
+    ({"arch": "vgg16"}, "arch: must be one of cnn, "),
+    ({"crop": "lesion"}, "crop: must be one of bone, image, tiles"),
+    ({"size": 16}, r"size: must be an integer >= 32 \(got 16\)"),
+    ({"width": 0}, "width: must be an integer >= 1"),
+    ({"epochs": 2.5}, "epochs: must be an integer >= 1"),
+    ({"batch_size": True}, "batch_size: must be an integer >= 2"),
+    ({"steps_per_epoch": -1}, "steps_per_epoch: must be an integer >= 0"),
+    ({"lr": -0.1}, "lr: must be a number >= 0"),
+    ({"lr": float("nan")}, "lr: must be a number >= 0"),
+    ({"weight_decay": "0.1"}, "weight_decay: must be a number >= 0"),
+    ({"amp": "yes"}, r"amp: must be one of auto, bf16, off \(or true / false\)"),
+    ({"device": "gpu"}, "device: must be one of auto, cpu, cuda, cuda:N"),
 ])
 def test_config_refuses_unknown_keys_and_bad_values(values, match):
     with pytest.raises(BoneaugError, match=match):
-        ClassifierConfig.from_dict(values, where="cfg.yaml classifier")
-    with pytest.raises(BoneaugError, match="^cfg.yaml classifier: "):
-        ClassifierConfig.from_dict(values, where="cfg.yaml classifier")
+        ClassifierConfig.from_dict(values, where="cfg.yaml: classifier")
+    with pytest.raises(BoneaugError, match=r"^cfg.yaml: classifier[.:]"):
+        ClassifierConfig.from_dict(values, where="cfg.yaml: classifier")
 
 
 def test_config_round_trip():
     config = ClassifierConfig.from_dict(TINY)
     assert ClassifierConfig.from_dict(config.to_dict()) == config
-    assert config.size == 32 and config.amp is False
+    assert config.size == 32 and config.amp == "off"  # YAML false: the same as "off"
 
 
 # --------------------------------------------------------------------------- classify

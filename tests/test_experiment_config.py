@@ -37,11 +37,11 @@ def test_conditions_expand_strategies_ratios_and_transfer_sources():
     ({"protocol": {"gate": {"treshold": 1}}}, "unknown setting 'treshold'"),
     ({"data": {"prevalence": 1.5}}, "prevalence: must be in"),
     ({"data": {"assign": "maybe"}}, "assign: must be auto, always or never"),
-    ({"assign": {"min_confidence": 2}}, "min_confidence must be a number in"),
+    ({"assign": {"min_confidence": 2}}, "min_confidence: must be a number in"),
     ({"assign": {"steps": "many"}}, "assign.steps: must be a whole number"),
     ({"data": {"phantom": ["mixed"]}}, "data.phantom: must be a mapping"),
     ({"data": {"source": "dicom"}}, "source: must be phantom or manifest"),
-    ({"classifier": {"arch": "vgg"}}, "arch must be one of"),
+    ({"classifier": {"arch": "vgg"}}, "classifier.arch: must be one of"),
     ({"seed": "zero"}, "seed must be a whole number"),
 ])
 def test_bad_configs_are_one_clear_line(values, match):

@@ -99,8 +99,6 @@ def test_adding_a_bone_keeps_the_other_bones_stages(tmp_path: Path, one_thread) 
 
 
 def test_fresh_never_deletes_its_own_input(tmp_path: Path) -> None:
-    from boneaug.errors import BoneaugError
-
     folder = tmp_path / "run"
     run(folder, **{"protocol.strategies": ["baseline"]})
     inside = folder / "data" / "manifest.csv"
@@ -110,12 +108,23 @@ def test_fresh_never_deletes_its_own_input(tmp_path: Path) -> None:
     with pytest.raises(BoneaugError, match="own input"):
         run_experiment(config, folder, say=lambda _: None, fresh=True, report=False)
     assert inside.is_file()
+    # a manifest outside the run folder whose images lie inside it
+    outside = save_manifest(load_manifest(inside), tmp_path / "outside.csv")
+    images = load_manifest(outside).files()[1:]
+    assert all(folder.resolve() in p.resolve().parents for p in images)
+    config = load_experiment_config(demo_config_path(), {
+        **TINY, "protocol.strategies": ["baseline"], "data.source": "manifest",
+        "data.manifest": str(outside)})
+    with pytest.raises(BoneaugError, match="own input .*png"):
+        run_experiment(config, folder, say=lambda _: None, fresh=True, report=False)
+    assert all(p.is_file() for p in images)
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
     ({"data.bones": ["femr"]}, "unknown bone 'femr'"),
     ({"data.size": 10}, "--size 10 must be within"),
     ({"patches.size": 30}, "patches.size 30: the CycleGAN needs"),
+    ({"patches.size": 128}, "patches.size 128 is larger than the phantom's films"),
     ({"data.source": "manifest", "data.manifest": "nowhere/manifest.csv"},
      "no such manifest file"),
 ])
@@ -142,6 +151,16 @@ def test_a_manifest_with_a_box_off_its_film_is_refused_up_front(tmp_path: Path) 
     folder = tmp_path / "run"
     with pytest.raises(BoneaugError, match="is outside the 64x64 image"):
         run(folder, **{"data.source": "manifest", "data.manifest": str(tmp_path / "bad.csv")})
+    assert not folder.exists()
+
+
+def test_patches_larger_than_the_users_films_are_refused_up_front(tmp_path: Path) -> None:
+    save_manifest(user_films(tmp_path, 8, 4, 64), tmp_path / "films.csv")
+    folder = tmp_path / "run"
+    with pytest.raises(BoneaugError, match="patch size 96 px is larger than every femur "
+                       "lesion film"):
+        run(folder, **{"data.source": "manifest", "data.manifest": str(tmp_path / "films.csv"),
+                       "patches.size": 96})
     assert not folder.exists()
 
 

@@ -10,7 +10,7 @@ import torch
 from boneaug.gan import ImagePool, PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
 from boneaug.gan.reference import reference_step
-from boneaug.gan.train import LOSS_NAMES, Discriminators, Generators, train_step
+from boneaug.gan.step import LOSS_NAMES, Discriminators, Generators, train_step
 
 
 def test_losses_have_the_reference_weights() -> None:

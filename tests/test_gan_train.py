@@ -23,7 +23,8 @@ from boneaug.gan import (
     to_model_range,
     train_cyclegan,
 )
-from boneaug.gan.train import PatchStream, lr_factor
+from boneaug.gan.config import lr_factor
+from boneaug.gan.stream import PatchStream
 
 P = 32
 
@@ -58,25 +59,34 @@ def test_config_from_yaml() -> None:
 
 
 @pytest.mark.parametrize(("values", "fragment"), [
-    ({"n_block": 9}, "unknown key 'n_block'"),
-    ({"n_blocks": 0}, "n_blocks=0"),
-    ({"ngf": 8.5}, "ngf=8.5"),
-    ({"batch_size": True}, "batch_size=True"),
-    ({"lr": "fast"}, "lr='fast'"),
-    ({"lr": 0}, "lr=0"),
-    ({"beta1": 1.0}, "beta1=1.0"),
-    ({"lambda_cycle": -1}, "lambda_cycle=-1"),
-    ({"pool_size": -1}, "pool_size=-1"),
-    ({"iterations": 10, "decay_start": 11}, "decay_start=11"),
-    ({"device": "tpu"}, "device='tpu'"),
-    ({"amp": "fp16"}, "amp='fp16'"),
-    ({"channels_last": "yes"}, "channels_last='yes'"),
-    ({"compile": "no"}, "compile='no'"),
+    ({"n_block": 9}, "gan: unknown setting 'n_block'"),
+    ({"n_blocks": 0}, "gan.n_blocks: must be an integer >= 1 (got 0)"),
+    ({"ngf": 8.5}, "gan.ngf: must be an integer >= 1 (got 8.5)"),
+    ({"batch_size": True}, "gan.batch_size: must be an integer >= 1 (got True)"),
+    ({"lr": "fast"}, "gan.lr: must be a number > 0 (got 'fast')"),
+    ({"lr": 0}, "gan.lr: must be a number > 0 (got 0)"),
+    ({"beta1": 1.0}, "gan.beta1: must be a number in [0, 1) (got 1.0)"),
+    ({"lambda_cycle": -1}, "gan.lambda_cycle: must be a number >= 0 (got -1)"),
+    ({"pool_size": -1}, "gan.pool_size: must be an integer >= 0 (got -1)"),
+    ({"iterations": 10, "decay_start": 11}, "gan.decay_start: must be an integer in [0, 10]"),
+    ({"device": "tpu"}, "gan.device: must be one of auto, cpu, cuda, cuda:N (got 'tpu')"),
+    ({"amp": "fp16"}, "gan.amp: must be one of auto, bf16, off (or true / false) (got 'fp16')"),
+    ({"channels_last": "yes"}, "gan.channels_last: must be one of auto, true, false"),
+    ({"compile": "no"}, "gan.compile: must be one of true, false (got 'no')"),
+    ({"threads": 0}, "gan.threads: must be an integer in [1, 256] (got 0)"),
 ])
 def test_config_errors_are_one_line(values: dict, fragment: str) -> None:
     with pytest.raises(BoneaugError) as err:
         GanConfig.from_dict(values)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_train_checks_a_config_built_directly(tmp_path: Path) -> None:
+    """A GanConfig made in code is checked where it is used: `train_cyclegan`."""
+    with pytest.raises(BoneaugError, match=r"^gan.n_blocks: must be an integer >= 1"):
+        train_cyclegan(_patches(3, 0), _patches(3, 1), _tiny(n_blocks=0), tmp_path / "run",
+                       progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_config_from_non_mapping() -> None:
@@ -129,7 +139,8 @@ def test_patch_sizes_must_agree(tmp_path: Path) -> None:
 
 
 def test_a_batch_larger_than_the_patches_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BoneaugError, match="batch_size 5 is more than the 3 lesion patches"):
+    with pytest.raises(BoneaugError,
+                       match=r"gan.batch_size: must be at most the 3 lesion patches \(got 5\)"):
         train_cyclegan(_patches(4, 0), _patches(3, 1), _tiny(batch_size=5), tmp_path / "run",
                        progress=False)
     assert not (tmp_path / "run").exists()
@@ -334,11 +345,11 @@ def test_ctrl_c_checkpoints_then_resume_finishes(tmp_path: Path, monkeypatch) ->
     """The first Ctrl-C finishes the iteration, writes last.pt and stops; resume completes."""
     import signal
 
-    import boneaug.gan.train as train_mod
+    import boneaug.gan.loop as loop_mod
 
     healthy, lesion = _patches(4, 0), _patches(4, 1)
     whole = train_cyclegan(healthy, lesion, _tiny(), tmp_path / "whole", progress=False)
-    real_step, calls = train_mod.train_step, []
+    real_step, calls = loop_mod.train_step, []
 
     def interrupted_step(*args, **kwargs):
         calls.append(1)
@@ -346,11 +357,11 @@ def test_ctrl_c_checkpoints_then_resume_finishes(tmp_path: Path, monkeypatch) ->
             signal.raise_signal(signal.SIGINT)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "train_step", interrupted_step)
+    monkeypatch.setattr(loop_mod, "train_step", interrupted_step)
     handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match="stopped at iteration 2"):
         train_cyclegan(healthy, lesion, _tiny(), tmp_path / "cut", progress=False)
-    monkeypatch.setattr(train_mod, "train_step", real_step)
+    monkeypatch.setattr(loop_mod, "train_step", real_step)
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["iteration"] == 2
     assert signal.getsignal(signal.SIGINT) is handler_before  # restored
@@ -362,6 +373,6 @@ def test_ctrl_c_checkpoints_then_resume_finishes(tmp_path: Path, monkeypatch) ->
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
-    with pytest.raises(BoneaugError, match="device='cuda' but CUDA is not available"):
+    with pytest.raises(BoneaugError, match="gan.device: names CUDA, but CUDA is not available"):
         train_cyclegan(_patches(3, 0), _patches(3, 1), _tiny(device="cuda"), tmp_path,
                        progress=False)

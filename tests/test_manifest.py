@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from boneaug.data.manifest import (
     Manifest,
@@ -20,6 +23,8 @@ from boneaug.data.manifest import (
     validate_manifest,
 )
 from boneaug.errors import ManifestError
+from conftest import write_gray_png
+from test_imageio import make_dicom
 
 
 def good_rows() -> list[dict[str, str]]:
@@ -257,3 +262,62 @@ def test_save_to_a_folder_is_one_line(tmp_path, tiny_images):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ManifestError, match="is a folder"):
         save_manifest(m, tmp_path / "dir.csv")
+
+
+def _cut(path: Path, keep: float = 0.6, end: int = 0) -> None:
+    """Keep `keep` of the file, or all but its last `end` bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - end] if end else data[:int(len(data) * keep)])
+
+
+def _jpeg(path: Path) -> None:
+    Image.fromarray(np.full((32, 48), 128, np.uint8)).save(path.with_suffix(".jpg"))
+    path.with_suffix(".jpg").replace(path)
+
+
+def _dicom(path: Path, frames: int = 1, side: int = 40) -> None:
+    pixels = np.arange(frames * side * side, dtype=np.uint16).reshape(frames, side, side)
+    make_dicom(path, pixels[0] if frames == 1 else pixels,
+               **({"NumberOfFrames": frames} if frames > 1 else {}))
+
+
+@pytest.mark.parametrize(
+    ("damage", "column", "expected"),
+    [
+        # the last chunk or marker gone: a header that Pillow reads without complaint
+        (lambda p: _cut(p, end=12), "path", "PNG is cut short"),
+        (lambda p: (_jpeg(p), _cut(p, end=2)), "path", "JPEG is cut short"),
+        # cut deeper, Pillow finds it while reading the header
+        (lambda p: (_jpeg(p), _cut(p)), "path", "JPEG is cut short|Truncated"),
+        (lambda p: (_dicom(p), _cut(p, 0.8)), "path", "the file is cut short"),
+        (lambda p: _dicom(p, frames=3), "path", r"multi-frame DICOM \(3 frames\)"),
+        (lambda p: write_gray_png(p.parent / "mask.png", height=20, width=20), "mask_path",
+         "the mask is 20x20 px but its image is 48x32"),
+        (lambda p: write_gray_png(p.parent / "mask.png", height=32, width=48), None, None),
+    ],
+)
+def test_damaged_images_and_masks_name_row_and_column(tmp_path, tiny_images, damage, column,
+                                                      expected):
+    """Cut-short files, several frames, a 3x3 'radiograph', a mask of another size: found
+    by `validate` (so before any stage), each on its row and column."""
+    rows = good_rows()
+    for row in rows:
+        row["mask_path"] = ""
+    rows[1]["mask_path"] = "img/mask.png"
+    damage(tmp_path / "img" / "im1.png")
+    if column is None:  # the control: a mask of the image's size is fine
+        load_manifest(write_manifest(tmp_path, rows))
+        return
+    message = only_error(write_manifest(tmp_path, rows))
+    assert re.search(expected, message), message
+    assert "line 3" in message and f"column {column}" in message
+
+
+def test_a_3x3_radiograph_is_a_warning_on_its_row(tmp_path, tiny_images):
+    """Every stage skips a film this small; `validate` says so on its row (a data set with
+    a few thumbnails stays importable)."""
+    _dicom(tmp_path / "img" / "im1.png", side=3)
+    manifest, problems = check_manifest(write_manifest(tmp_path, good_rows()))
+    [warning] = [p for p in problems if p.line == 3]
+    assert warning.severity == "warning" and warning.column == "path"
+    assert "3x3 px is smaller than 32 px on a side; every stage will skip it" in str(warning)

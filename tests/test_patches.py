@@ -336,6 +336,17 @@ def test_manifest_without_split(dataset: Path, tmp_path: Path) -> None:
     _one_line(err)
 
 
+def test_patch_larger_than_the_films_is_refused(dataset: Path, tmp_path: Path) -> None:
+    """A patch larger than every lesion film would be blown up from less than itself."""
+    with pytest.raises(BoneaugError, match=f"patch size {SIZE + 1} px is larger than every "
+                       f"femur lesion film .the largest is {SIZE} px") as err:
+        extract_patches(_manifest(dataset), "femur", SIZE + 1, tmp_path / "out")
+    _one_line(err)
+    assert not (tmp_path / "out" / "femur").exists()
+    assert extract_patches(_manifest(dataset), "femur", SIZE, tmp_path / "ok",
+                           per_lesion=1, healthy_per_image=1).n_lesion > 0
+
+
 def test_bone_not_in_train_lists_bones(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(BoneaugError) as err:
         extract_patches(_manifest(dataset), "humerus", 16, tmp_path)  # only in val

@@ -17,7 +17,7 @@ from boneaug.data.phantom import PhantomConfig, make_phantom
 from boneaug.data.splits import split_manifest
 from boneaug.errors import BoneaugError
 from boneaug.gan import ResnetGenerator
-from boneaug.gan.train import save_generator
+from boneaug.gan.checkpoint import save_generator
 from boneaug.patches import extract_patches
 from boneaug.synth import synthesize
 from conftest import free_port

@@ -203,7 +203,7 @@ def test_strategies_shape_the_tile_training_set(films, monkeypatch):
 def test_tiles_config_is_checked():
     with pytest.raises(BoneaugError, match="aspect"):
         ClassifierConfig(crop="tiles", aspect=2.0).validate()
-    with pytest.raises(BoneaugError, match="crop must be one of bone, image, tiles"):
+    with pytest.raises(BoneaugError, match="crop: must be one of bone, image, tiles"):
         ClassifierConfig(crop="tile").validate()
 
 

@@ -135,6 +135,26 @@ def stats(manifest: Path = typer.Argument(..., help="manifest.csv to describe"))
 
 
 @app.command()
+def export(
+    manifest: Path = typer.Argument(..., help="manifest.csv (real and/or synthetic rows)"),
+    out: Path = typer.Option(..., "--out", help="Folder to write (new, or an earlier export)"),
+    fmt: str = typer.Option("coco", "--format", help="coco (boxes + mask polygons), yolo "
+                            "(label files) or masks (mask PNGs)"),
+    split: str = typer.Option(None, "--split", help="Comma list of splits (default: all)"),
+    origin: str = typer.Option("all", "--origin", help="real, synthetic or all"),
+) -> None:
+    """A manifest's films and lesions as COCO JSON, YOLO labels or mask PNGs
+    (docs/manifest.md "Export"); synthetic films stay marked."""
+    from boneaug.data.export import export_manifest
+    from boneaug.data.manifest import load_manifest
+
+    splits = [s for s in split.split(",")] if split is not None else None
+    report = export_manifest(load_manifest(manifest), out, fmt, splits=splits, origin=origin)
+    typer.echo(f"wrote {out} ({fmt}: {report.images} images, {report.boxes} lesion boxes, "
+               f"{report.synthetic} synthetic)")
+
+
+@app.command()
 def bones(
     manifest: Path = typer.Argument(..., help="manifest.csv whose films labelled by region "
                                     "(or 'unknown') need a bone"),

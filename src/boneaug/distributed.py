@@ -4,7 +4,7 @@ The same code runs as one plain process (nothing to join) and under
 ``torchrun --nproc-per-node K`` (RANK / WORLD_SIZE / LOCAL_RANK set): nccl on GPUs, gloo
 on CPUs. A leaf module, like `errors`, so that every stage that shares work out can use it.
 `fixed_threads` pins the intra-op thread count of training, so that results do not
-depend on it.
+depend on it; `use_bf16` turns a config's `amp` into "autocast in bf16 or not" on a device.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from boneaug.config import is_device, normalise_amp
 from boneaug.errors import BoneaugError
 
 
@@ -55,7 +56,7 @@ def pick_device(name: str, ranks: Ranks) -> torch.device:
     """`auto` (CUDA if present), `cpu`, `cuda` or `cuda:N`; each torchrun process its own GPU."""
     if name == "cpu":
         return torch.device("cpu")
-    if name not in ("auto", "cuda") and not name.startswith("cuda:"):
+    if not is_device(name):
         raise BoneaugError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if not torch.cuda.is_available():
         if name == "auto":
@@ -86,3 +87,20 @@ def fixed_threads(count: int = DEFAULT_THREADS) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds convolutions up on `device` (CUDA, or AVX-512 bf16/AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(amp: str | bool, device: torch.device) -> bool:
+    """A config's `amp` ("auto", "bf16", "off"; YAML true / false) -> whether to autocast
+    in bf16 on `device`: "auto" where it is fast (`bf16_is_fast`)."""
+    amp = normalise_amp(amp)
+    return amp == "bf16" or (amp == "auto" and bf16_is_fast(device))

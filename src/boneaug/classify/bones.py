@@ -49,7 +49,7 @@ from torch import nn
 
 from boneaug.classify.inputs import classifier_input, fit_square, load_inputs
 from boneaug.classify.model import SmallCNN
-from boneaug.config import build_config
+from boneaug.config import build_config, check_device, check_number
 from boneaug.data import BONES, Manifest, read_image
 from boneaug.data.files import atomic_path
 from boneaug.data.films import (
@@ -86,22 +86,13 @@ class BonesConfig:
         return build_config(cls, values, where)
 
     def validate(self, where: str = "bones") -> None:
-        def whole(key: str, low: int) -> None:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise BoneaugError(f"{where}: {key} must be a whole number >= {low}, got "
-                                   f"{value!r}")
-
         for key, low in (("size", 32), ("width", 4), ("steps", 1), ("batch_size", 2),
                          ("min_films", 1), ("seed", 0)):
-            whole(key, low)
+            check_number(where, key, getattr(self, key), low, integer=True)
         for key, low, high in (("min_confidence", 0.0, 1.0), ("holdout", 0.0, 0.9),
                                ("lr", 0.0, 1.0)):
-            value = getattr(self, key)
-            if (not isinstance(value, int | float) or isinstance(value, bool)
-                    or not math.isfinite(value) or not low <= value <= high):
-                raise BoneaugError(f"{where}: {key} must be a number in [{low:g}, {high:g}], "
-                                   f"got {value!r}")
+            check_number(where, key, getattr(self, key), low, high)
+        check_device(where, "device", self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -58,7 +58,7 @@ import torch
 from boneaug.classify.run import ClassifyReport, score_metrics
 from boneaug.classify.strategies import select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
-from boneaug.config import build_config
+from boneaug.config import build_config, check_number
 from boneaug.data import Manifest
 from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.films import positives_of
@@ -102,17 +102,9 @@ class RegionConfig:
     def validate(self, where: str = "regions") -> None:
         # the classifier's smallest input; the region must hold its box; one negative a film
         for key, lowest in (("size", 32), ("min_side", 2), ("healthy_per_film", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                raise BoneaugError(f"{where}: {key} must be a whole number >= {lowest}, "
-                                   f"got {value!r}")
-        for key, lowest, highest in (("context", 1.0, math.inf), ("min_bone", 0.0, 1.0)):
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or isinstance(value, bool) \
-                    or not math.isfinite(value) or not lowest <= value <= highest:
-                span = f"at least {lowest:g}" if highest == math.inf else \
-                    f"from {lowest:g} to {highest:g}"
-                raise BoneaugError(f"{where}: {key} must be a number {span}, got {value!r}")
+            check_number(where, key, getattr(self, key), lowest, integer=True)
+        check_number(where, "context", self.context, 1)
+        check_number(where, "min_bone", self.min_bone, 0, 1)
 
 
 @dataclass

@@ -50,10 +50,17 @@ from torch import nn
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
 from boneaug.classify.model import ARCHS, POOLS, LesionClassifier, build_classifier
-from boneaug.config import build_config
-from boneaug.distributed import DEFAULT_THREADS, Ranks, fixed_threads, pick_device
+from boneaug.config import (
+    build_config,
+    check_amp,
+    check_choice,
+    check_device,
+    check_number,
+    config_error,
+    normalise_amp,
+)
+from boneaug.distributed import DEFAULT_THREADS, Ranks, fixed_threads, pick_device, use_bf16
 from boneaug.errors import BoneaugError
-from boneaug.gan import bf16_is_fast
 
 SELECTIONS = ("ema", "best-val")
 # What the classifier sees: a film (its bone's box, or all of it), or lesion-scale tiles of
@@ -82,8 +89,11 @@ class ClassifierConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    amp: str | bool = "auto"    # bf16 autocast where it is fast (CUDA, CPUs with bf16)
+    amp: str | bool = "auto"    # auto: bf16 autocast where fast (CUDA, CPUs with bf16); bf16; off
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.amp = normalise_amp(self.amp)  # YAML true / false: bf16 / off
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "classifier") -> ClassifierConfig:
@@ -93,52 +103,30 @@ class ClassifierConfig:
         return asdict(self)
 
     def validate(self, where: str = "classifier") -> None:
-        def bad(key: str, why: str) -> BoneaugError:
-            return BoneaugError(f"{where}: {key} {why}, got {getattr(self, key)!r}")
-
-        if self.arch not in ARCHS:
-            raise bad("arch", f"must be one of {', '.join(ARCHS)}")
-        if self.pool not in POOLS:
-            raise bad("pool", f"must be one of {', '.join(POOLS)}")
+        check_choice(where, "arch", self.arch, ARCHS)
+        check_choice(where, "pool", self.pool, POOLS)
         if self.pool != "mean" and self.arch != "cnn":
-            raise bad("pool", "other than mean needs arch cnn")
-        if self.crop not in CLASSIFIER_CROPS:
-            raise bad("crop", f"must be one of {', '.join(CLASSIFIER_CROPS)}")
+            raise config_error(where, "pool", self.pool, "must be mean unless arch is cnn")
+        check_choice(where, "crop", self.crop, CLASSIFIER_CROPS)
+        for key, lowest in (("width", 1), ("size", 32), ("epochs", 1), ("batch_size", 2),
+                            ("patience", 0), ("min_epochs", 0), ("steps_per_epoch", 0)):
+            # size: the smallest input the networks take; batch_size: batch normalisation
+            check_number(where, key, getattr(self, key), lowest, integer=True)
+        check_number(where, "aspect", self.aspect, 1, 4)
         if self.crop == "tiles" and self.aspect != 1:
-            raise bad("aspect", "must be 1 with crop tiles (square tiles)")
-        for key in ("width", "size", "epochs", "batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(key, "must be a positive whole number")
-        if self.size < 32:
-            raise bad("size", "must be at least 32")
-        if not isinstance(self.aspect, int | float) or isinstance(self.aspect, bool) \
-                or not 1 <= self.aspect <= 4 or self.size / self.aspect < 16:
-            raise bad("aspect", "must be a number from 1 to 4 leaving the input at least "
-                      "16 px wide")
-        if self.batch_size < 2:
-            raise bad("batch_size", "must be at least 2 (batch normalisation)")
-        for key in ("patience", "min_epochs", "steps_per_epoch"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise bad(key, "must be a whole number >= 0")
+            raise config_error(where, "aspect", self.aspect, "must be 1 with crop tiles "
+                               "(square tiles)")
+        if self.size / self.aspect < 16:
+            raise config_error(where, "aspect", self.aspect, f"must leave the input at least "
+                               f"16 px wide (size {self.size} / aspect)")
         for key in ("lr", "weight_decay"):
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 \
-                    or not math.isfinite(value):
-                raise bad(key, "must be a number >= 0")
-        if self.amp not in ("auto", True, False):
-            raise bad("amp", "must be auto, true or false")
-        if self.select not in SELECTIONS:
-            raise bad("select", f"must be one of {', '.join(SELECTIONS)}")
-        if not isinstance(self.ema, int | float) or isinstance(self.ema, bool) \
-                or not 0 <= self.ema < 1:
-            raise bad("ema", "must be a number in [0, 1)")
-        if not isinstance(self.tta, bool):
-            raise bad("tta", "must be true or false")
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) \
-                or not 1 <= self.threads <= 256:
-            raise bad("threads", "must be a whole number from 1 to 256")
+            check_number(where, key, getattr(self, key), 0)
+        check_amp(where, self.amp)
+        check_choice(where, "select", self.select, SELECTIONS)
+        check_number(where, "ema", self.ema, 0, 1, bounds="[)")
+        check_choice(where, "tta", self.tta, (True, False))
+        check_number(where, "threads", self.threads, 1, 256, integer=True)
+        check_device(where, "device", self.device)
 
 
 @dataclass
@@ -198,8 +186,7 @@ def classic_augmentation(seed: int) -> Compose:
 
 
 def _autocast(config: ClassifierConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    enabled = bf16_is_fast(device) if config.amp == "auto" else bool(config.amp)
-    if not enabled:
+    if not use_bf16(config.amp, device):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 

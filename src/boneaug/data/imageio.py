@@ -17,6 +17,7 @@ DERIVED / SECONDARY and synthetic, so that no one mistakes it for an acquisition
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,18 +66,61 @@ def image_size(path: str | Path) -> tuple[int, int]:
     if is_dicom(path):
         ds = _dcmread(path, stop_before_pixels=True)
         try:
-            return int(ds.Rows), int(ds.Columns)
+            rows, columns = int(ds.Rows), int(ds.Columns)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
         except Exception as exc:  # absent, or a corrupt element that fails to decode
             raise ImageReadError(f"{path}: DICOM has no Rows/Columns (not an image)") from exc
+        if frames > 1:
+            raise ImageReadError(f"{path}: multi-frame DICOM ({frames} frames); boneaug "
+                                 "reads single radiographs")
+        return rows, columns
     try:
         with Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
+            frames = getattr(img, "n_frames", 1)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    if frames > 1:
+        raise ImageReadError(f"{path}: has {frames} frames; a radiograph must have one")
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
     return height, width
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_TAIL = 4096  # bytes at a JPEG's end searched for its end-of-image marker
+
+
+def cut_short(path: str | Path) -> str | None:
+    """Why the image file `path` is cut short (a copy or download that stopped), or None:
+    an uncompressed DICOM with less pixel data than its header promises, a PNG without its
+    closing IEND chunk, a JPEG without its end-of-image marker. Decodes no pixels; other
+    formats (and compressed DICOM) are not judged here but when read."""
+    path = Path(path)
+    if is_dicom(path):
+        ds = _dcmread(path)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if "PixelData" not in ds or syntax is None or syntax.is_encapsulated:
+            return None
+        try:
+            promised = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+                        * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
+            have = len(ds.PixelData)
+        except Exception:  # a corrupt element: judged (and refused) when the pixels are read
+            return None
+        return (f"DICOM pixel data is {have} bytes of the {promised} its header gives: the "
+                "file is cut short") if have < promised else None
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(fh.tell() - JPEG_TAIL, 0))
+        tail = fh.read()
+    if head == PNG_SIGNATURE and b"IEND" not in tail[-12:]:
+        return "PNG is cut short (it does not end in an IEND chunk)"
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "JPEG is cut short (no end-of-image marker at its end)"
+    return None
 
 
 # --------------------------------------------------------------------------- raster

@@ -37,7 +37,8 @@ from typing import Any
 import pandas as pd
 
 from boneaug.data.files import MESSAGE_LIMIT, atomic_path, read_csv_text, short
-from boneaug.data.imageio import image_size
+from boneaug.data.imageio import cut_short, image_size
+from boneaug.data.skips import film_problem
 from boneaug.errors import BoneaugError, ManifestError
 
 COLUMNS = ("image_id", "path", "patient_id", "bone", "label", "boxes", "mask_path", "split",
@@ -286,6 +287,7 @@ def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[
 
     seen_ids: dict[str, int] = {}
     patient_split: dict[str, tuple[str, int]] = {}
+    mask_columns = [k for k, c in enumerate(table.columns) if str(c).endswith("mask_path")]
     for pos, row in enumerate(table.itertuples(index=False)):
         image_id = str(row.image_id)
         if not image_id:
@@ -336,18 +338,45 @@ def validate_manifest(manifest: Manifest, *, check_images: bool = True) -> list[
                 continue
             try:
                 height, width = image_size(image_file)
+                broken = cut_short(image_file)
             except BoneaugError as exc:
                 add(pos, "path", str(exc), image_id=image_id)
                 continue
+            if broken:
+                add(pos, "path", f"{image_file}: {broken}", image_id=image_id)
+                continue
+            small = film_problem((height, width))
+            if small:  # every stage skips such a film; its boxes and masks still checked
+                add(pos, "path", f"{image_file}: {small}; every stage will skip it",
+                    "warning", image_id)
             for i, (x0, y0, x1, y1) in enumerate(row.boxes):
                 if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                     box = short(format_boxes([[x0, y0, x1, y1]]), 80)
                     add(pos, "boxes", f"box {i} {box} is outside the {width}x{height} image",
                         image_id=image_id)
-            if row.mask_path and not manifest.resolve(row.mask_path).is_file():
-                add(pos, "mask_path", f"{manifest.resolve(row.mask_path)}: no such mask file",
-                    image_id=image_id)
+            for column in mask_columns:
+                problem = _mask_problem(manifest, table.iat[pos, column], (height, width))
+                if problem:
+                    add(pos, table.columns[column], problem, image_id=image_id)
     return problems
+
+
+def _mask_problem(manifest: Manifest, value: Any, shape: tuple[int, int]) -> str | None:
+    """Why the mask file of a ``*mask_path`` cell cannot serve its image of `shape`
+    ``(H, W)`` (missing, unreadable, another size), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    mask_file = manifest.resolve(value)
+    if not mask_file.is_file():
+        return f"{mask_file}: no such mask file"
+    try:
+        size = image_size(mask_file)
+    except BoneaugError as exc:
+        return str(exc)
+    if size != shape:
+        return (f"{mask_file}: the mask is {size[1]}x{size[0]} px but its image is "
+                f"{shape[1]}x{shape[0]}")
+    return None
 
 
 # --------------------------------------------------------------------------- saving

@@ -56,6 +56,7 @@ listed in ``evaluation/skipped.csv`` and the report (`boneaug.data.skips`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -111,6 +112,7 @@ from boneaug.experiment.evidence import (
 from boneaug.gan import train_cyclegan
 from boneaug.gan.networks import check_patch_size
 from boneaug.patches import extract_patches, load_domains
+from boneaug.patches.extract import check_patch_fits
 from boneaug.synth import synthesize
 from boneaug.synth.copypaste import copy_paste_translator
 
@@ -211,10 +213,7 @@ def _open_run(config: ExperimentConfig, out_dir: Path, fresh: bool, say: Say = p
     wanted = json.loads(json.dumps(_comparable(config.to_dict())))
     saved = out_dir / "config.yaml"
     if fresh and out_dir.exists():
-        source = Path(config.data.manifest or "") if config.data.source == "manifest" else None
-        if source is not None and out_dir.resolve() in source.resolve().parents:
-            raise BoneaugError(f"{out_dir}: --fresh would delete the experiment's own input "
-                               f"{source}; copy it out of the run folder first")
+        _check_fresh(config, out_dir)
         shutil.rmtree(out_dir)
     if saved.is_file():
         try:
@@ -271,16 +270,40 @@ def _phantom_config(config: ExperimentConfig) -> PhantomConfig:
         raise BoneaugError(f"{config.source or 'config'}: data.phantom: {exc}") from None
 
 
+def _check_fresh(config: ExperimentConfig, out_dir: Path) -> None:
+    """Refuse ``--fresh`` where deleting the run folder would delete an input: the
+    manifest, or an image or mask it names, lies inside it."""
+    if config.data.source != "manifest":
+        return
+    source = Path(config.data.manifest or "")
+    inputs: list[Path] = [source]
+    with contextlib.suppress(BoneaugError):  # preflight has read it; files named if readable
+        inputs = load_manifest(source).files()
+    inside = [p for p in inputs if out_dir.resolve() in Path(p).resolve().parents]
+    if inside:
+        raise BoneaugError(f"{out_dir}: --fresh would delete the experiment's own input "
+                           f"{inside[0]}; copy it out of the run folder first")
+
+
 def preflight(config: ExperimentConfig) -> None:
     """What a later stage would refuse, refused before the run folder is made: the patch
     size, the phantom's settings, or the input manifest (every check of `validate`; films
     that cannot be read are skipped later, as ever, unless too many are). The splits'
     classes are checked right after the data stage, before anything is trained."""
-    check_patch_size(config.patches.size, f"{config.source or 'config'}: patches.size")
+    where = config.source or "config"
+    check_patch_size(config.patches.size, f"{where}: patches.size")
     if config.data.source == "phantom":
         validate_config(_phantom_config(config))
-    else:
-        _load_source(config, Path(), Skips("data"))  # reads; writes nothing
+        if config.patches.size > config.data.size:
+            raise BoneaugError(f"{where}: patches.size {config.patches.size} is larger than "
+                               f"the phantom's films (data.size {config.data.size})")
+        return
+    manifest = _load_source(config, Path(), Skips("data"))  # reads; writes nothing
+    table = manifest.table
+    for bone in config.data.bones:
+        lesions = table[positives_of(table, bone) & (table["boxes"].str.len() > 0)]
+        check_patch_fits(manifest, lesions.to_dict("records"), bone, config.patches.size,
+                         f"{where}: patches.size")
 
 
 def _check_splits(config: ExperimentConfig, manifest: Manifest) -> None:

@@ -4,10 +4,18 @@ Public face:
 - `GanConfig` (+ `GanConfig.from_dict` for YAML), `train_cyclegan(healthy, lesion, config,
   out_dir, resume=False, progress=True, stop_after=None) -> TrainResult`;
 - `load_generator(path, device="cpu") -> (ResnetGenerator, info)` for synthesis;
+- `bf16_is_fast(device)` (from `boneaug.distributed`, kept here for its callers);
+- the modules of training: `config` (GanConfig), `stream` (patch stacks and their seeded
+  streams), `step` (one iteration, the losses), `checkpoint` (checkpoints, the generator
+  file), `loop` (`train_cyclegan`); `train` only re-exports them for older imports;
 - the networks `ResnetGenerator`, `PatchGANDiscriminator` and the patch-range helpers
   `to_model_range` ([0, 1] -> [-1, 1]) and `from_model_range`.
 """
 
+from boneaug.distributed import bf16_is_fast
+from boneaug.gan.checkpoint import GENERATOR_FILE, load_generator
+from boneaug.gan.config import GanConfig
+from boneaug.gan.loop import TrainResult, train_cyclegan
 from boneaug.gan.networks import (
     PatchGANDiscriminator,
     ResnetGenerator,
@@ -16,15 +24,7 @@ from boneaug.gan.networks import (
     to_model_range,
 )
 from boneaug.gan.pool import ImagePool
-from boneaug.gan.train import (
-    GENERATOR_FILE,
-    LOSS_NAMES,
-    GanConfig,
-    TrainResult,
-    bf16_is_fast,
-    load_generator,
-    train_cyclegan,
-)
+from boneaug.gan.step import LOSS_NAMES
 
 __all__ = ["GanConfig", "TrainResult", "train_cyclegan", "load_generator", "GENERATOR_FILE",
            "bf16_is_fast",

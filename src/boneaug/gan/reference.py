@@ -5,7 +5,7 @@ junyanz/pytorch-CycleGAN-and-pix2pix: six separate generator passes (fake, recon
 and identity for each direction), one discriminator pass per real or fake image set, the
 two discriminator losses back-propagated one after the other, float32 and NCHW. It is
 kept for two jobs: the benchmark's in-run baseline (`benchmarks/bench_gan.py`), and a test
-oracle that shows `boneaug.gan.train.train_step` does the same math in fewer, batched
+oracle that shows `boneaug.gan.step.train_step` does the same math in fewer, batched
 passes. It is not used for training.
 """
 
@@ -34,7 +34,7 @@ def reference_step(g_healthy_to_lesion: nn.Module, g_lesion_to_healthy: nn.Modul
                    lambda_cycle: float = 10.0, lambda_identity: float = 0.5) -> torch.Tensor:
     """One reference-style iteration on `(B, 1, P, P)` batches in `[-1, 1]`.
 
-    Returns the detached loss terms in `boneaug.gan.train.LOSS_NAMES` order.
+    Returns the detached loss terms in `boneaug.gan.step.LOSS_NAMES` order.
     """
     g_hl, g_lh = g_healthy_to_lesion, g_lesion_to_healthy
     # forward(): both cycles

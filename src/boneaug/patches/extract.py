@@ -13,6 +13,7 @@ Output layout (under ``out_dir/<bone>/``): ``healthy/`` and ``lesion/`` patch st
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from boneaug.data import Manifest, read_image
 from boneaug.data.files import write_json_atomic
 from boneaug.data.films import check_negatives_from, normals_of, of_bone, positives_of
+from boneaug.data.imageio import image_size
 from boneaug.data.skips import SKIPPED_FILE, Skips, film_problem
 from boneaug.errors import BoneaugError
 from boneaug.patches.crop import crop_reflect, resize_square
@@ -115,122 +117,155 @@ def extract_patches(
             (unreadable, too small, no bone found: each skipped with its reason in
             ``skipped.csv``, `boneaug.data.skips`).
     """
+    _check_settings(size, per_lesion, healthy_per_image, context, jitter)
+    _check_out(Path(out_dir), bone)
+    name = str(manifest.source) if manifest.source else "manifest"
+    lesion_rows, healthy_rows, warnings = _select_rows(manifest, bone, negatives_from, name)
+    check_patch_fits(manifest, lesion_rows, bone, size, name)
+    if min_healthy is not None and min_healthy > 0:
+        healthy_per_image = max(healthy_per_image, math.ceil(min_healthy / len(healthy_rows)))
+    # An earlier run's completion marker goes first: if this run is interrupted, the folder
+    # must not pass for complete with a mix of old and new stores.
+    (Path(out_dir) / bone / INFO_FILE).unlink(missing_ok=True)
+    settings = {
+        "per_lesion": per_lesion, "healthy_per_image": healthy_per_image,
+        "context": context, "jitter": jitter, "seed": seed, "min_healthy": min_healthy,
+        "negatives_from": list(negatives_from), "min_bone_fraction": min_bone_fraction,
+        "locate": locate,
+    }
+    cuts = _cut(manifest, bone, size, lesion_rows, healthy_rows, settings, progress)
+    warnings += cuts.warnings
+    skips = cuts.skips
+    lesion_ids = {r["image_id"] for r in lesion_rows}
+    skips.check(len(lesion_rows), f"{bone} lesion films in train",
+                skipped=len(skips.ids() & lesion_ids))
+    skips.check(len(healthy_rows), f"normal train films of {bone}",
+                skipped=len(skips.ids() - lesion_ids))
+    if not cuts.healthy:
+        raise BoneaugError(f"{name}: no healthy {bone} patch could be cut: no normal train "
+                           f"image had >= {min_bone_fraction:.0%} bone in its crops")
+    if min_healthy is not None and len(cuts.healthy) < min_healthy:
+        raise BoneaugError(f"{name}: only {len(cuts.healthy)} healthy {bone} patches could "
+                           f"be cut, fewer than min_healthy={min_healthy}")
+
+    bone_dir = Path(out_dir) / bone
+    write_patch_store(bone_dir / "lesion", _stack(cuts.lesion, size), _index(cuts.lesion))
+    write_patch_store(bone_dir / "healthy", _stack(cuts.healthy, size), _index(cuts.healthy))
+    write_json_atomic(bone_dir / "lesion_stats.json", _stats_json(bone, cuts.lesion_stats))
+    skips.write(bone_dir)
+    info = {
+        "bone": bone, "size": size, "dtype": "uint16", "scale": 65535, "manifest": name,
+        "split": "train", "settings": settings,
+        "counts": {
+            "healthy": len(cuts.healthy), "lesion": len(cuts.lesion),
+            "lesion_boxes": len(cuts.lesion_stats), "lesion_images": len(lesion_rows),
+            "healthy_images": len(healthy_rows),
+            "healthy_images_used": cuts.healthy_images_used, "skipped_films": len(skips),
+        },
+        "crop_side_rel": {"lesion": _summary(cuts.side_rel),
+                          "healthy": _summary([c.row["side_rel"] for c in cuts.healthy])},
+        "warnings": warnings,
+    }
+    write_json_atomic(bone_dir / INFO_FILE, info)  # last: its presence marks a complete folder
+    return PatchReport(
+        bone=bone, bone_dir=bone_dir, healthy_dir=bone_dir / "healthy",
+        lesion_dir=bone_dir / "lesion", stats_path=bone_dir / "lesion_stats.json",
+        info_path=bone_dir / INFO_FILE, n_healthy=len(cuts.healthy),
+        n_lesion=len(cuts.lesion), n_lesion_boxes=len(cuts.lesion_stats),
+        n_lesion_images=len(lesion_rows), n_healthy_images=len(healthy_rows),
+        warnings=warnings + ([skips.summary()] if len(skips) else []), skipped=skips,
+    )
+
+
+def _check_settings(size: int, per_lesion: int, healthy_per_image: int, context: float,
+                    jitter: float) -> None:
     if size < 8:
         raise BoneaugError(f"patch size must be at least 8 px, got {size}")
     if per_lesion < 1 or healthy_per_image < 1:
         raise BoneaugError("per_lesion and healthy_per_image must be at least 1")
     if context < 0 or not 0 <= jitter < 1:
         raise BoneaugError(f"need context >= 0 and 0 <= jitter < 1 (got {context}, {jitter})")
-    _check_out(Path(out_dir), bone)
-    name = str(manifest.source) if manifest.source else "manifest"
-    lesion_rows, healthy_rows, warnings = _select_rows(manifest, bone, negatives_from, name)
-    if min_healthy is not None and min_healthy > 0:
-        healthy_per_image = max(healthy_per_image, math.ceil(min_healthy / len(healthy_rows)))
 
+
+def check_patch_fits(manifest: Manifest, rows: list[dict], bone: str, size: int,
+                     name: str) -> None:
+    """Refuse a patch `size` larger than the shorter side of every lesion film of `rows`
+    (their headers only): each patch would be blown up from a film smaller than itself.
+    Films that cannot be read are not judged here (they are skipped when read)."""
+    sides = []
+    for row in rows:
+        with contextlib.suppress(BoneaugError):
+            sides.append(min(image_size(manifest.resolve(row["path"]))))
+    if sides and size > max(sides):
+        raise BoneaugError(f"{name}: patch size {size} px is larger than every {bone} lesion "
+                           f"film (the largest is {max(sides)} px on its shorter side); "
+                           f"choose a patch size of at most {max(sides)}")
+
+
+@dataclass
+class _Cuts:
+    """The crops `_cut` made, with what it learnt on the way."""
+
+    lesion: list[_Crop] = field(default_factory=list)
+    healthy: list[_Crop] = field(default_factory=list)
+    lesion_stats: list[dict[str, Any]] = field(default_factory=list)
+    side_rel: list[float] = field(default_factory=list)  # lesion crop side / shorter side
+    healthy_images_used: int = 0
+    warnings: list[str] = field(default_factory=list)
+    skips: Skips = field(default_factory=lambda: Skips("patches"))
+
+
+def _cut(manifest: Manifest, bone: str, size: int, lesion_rows: list[dict],
+         healthy_rows: list[dict], settings: dict[str, Any], progress: bool) -> _Cuts:
+    """Read each film once and cut its crops: lesion films first, because the healthy crop
+    sizes are drawn from the lesion crops' sizes and A's place in a film from B's sites."""
+    seed = settings["seed"]
     rng = np.random.default_rng(seed)
     todo = [("lesion", r) for r in lesion_rows] + [("healthy", r) for r in healthy_rows]
-    # An earlier run's completion marker goes first: if this run is interrupted, the folder
-    # must not pass for complete with a mix of old and new stores.
-    (Path(out_dir) / bone / INFO_FILE).unlink(missing_ok=True)
     bar = tqdm(todo, desc=f"patches {bone}", unit="img", file=sys.stderr,
                disable=not progress or len(todo) < PROGRESS_MIN or not sys.stderr.isatty())
-    lesion_crops: list[_Crop] = []
-    healthy_crops: list[_Crop] = []
-    lesion_stats: list[dict[str, Any]] = []
-    side_rel: list[float] = []   # lesion crop side / shorter image side
-    healthy_images_used = 0
-    skips = Skips("patches")
+    cuts = _Cuts()
     locator: BoneLocator | None = None
     for kind, row in bar:
-        # Each image is read once: lesion rows first, because the healthy crop sizes are
-        # drawn from the lesion crops' sizes and B's place in a film from their sites.
-        image = read_film(manifest, row, skips)
+        image = read_film(manifest, row, cuts.skips)
         if image is None:
             continue
         if kind == "lesion":
             region, region_source = bone_region(manifest, row, image, bone)
             thumb = encode_thumbnail(film_thumbnail(image, blank=row["boxes"]))
             for box in row["boxes"]:
-                lesion_stats.append(_lesion_stat(row, box, image.shape, region, region_source,
-                                                 thumb))
-                for crop in _lesion_crops(image, box, size, per_lesion, context, jitter, rng):
+                cuts.lesion_stats.append(_lesion_stat(row, box, image.shape, region,
+                                                      region_source, thumb))
+                for crop in _lesion_crops(image, box, size, settings["per_lesion"],
+                                          settings["context"], settings["jitter"], rng):
                     crop.row = _index_row(row, manifest, crop.box, seed, box=box,
                                           side_rel=_rel(crop.box, image.shape))
-                    lesion_crops.append(crop)
-                    side_rel.append(crop.row["side_rel"])
+                    cuts.lesion.append(crop)
+                    cuts.side_rel.append(crop.row["side_rel"])
             continue
-        if locator is None and lesion_stats:
-            locator = BoneLocator.from_stats(lesion_stats)
+        if locator is None and cuts.lesion_stats:
+            locator = BoneLocator.from_stats(cuts.lesion_stats)
         region, region_source = bone_region(manifest, row, image, bone)
-        centres = where_bone_lies(image, region, region_source, locator if locate else None)
+        centres = where_bone_lies(image, region, region_source,
+                                  locator if settings["locate"] else None)
         if not centres.any():
-            skips.add(row["image_id"], row["path"], "no bone found" if not region.any()
-                      else f"no bone where {bone} lies in films like it")
+            cuts.skips.add(row["image_id"], row["path"], "no bone found" if not region.any()
+                           else f"no bone where {bone} lies in films like it")
             continue
-        made = draw_healthy_crops(image, region, centres, size, healthy_per_image, side_rel,
-                                  min_bone_fraction, rng)
-        if len(made) < healthy_per_image:
-            warnings.append(f"{row['image_id']}: only {len(made)} of {healthy_per_image} "
-                            f"healthy crops had >= {min_bone_fraction:.0%} bone")
-        healthy_images_used += bool(made)
+        wanted, fraction_min = settings["healthy_per_image"], settings["min_bone_fraction"]
+        made = draw_healthy_crops(image, region, centres, size, wanted, cuts.side_rel,
+                                  fraction_min, rng)
+        if len(made) < wanted:
+            cuts.warnings.append(f"{row['image_id']}: only {len(made)} of {wanted} healthy "
+                                 f"crops had >= {fraction_min:.0%} bone")
+        cuts.healthy_images_used += bool(made)
         for crop, fraction in made:
             crop.row = _index_row(row, manifest, crop.box, seed,
                                   side_rel=_rel(crop.box, image.shape),
                                   bone_fraction=round(fraction, 4))
-            healthy_crops.append(crop)
+            cuts.healthy.append(crop)
     bar.close()
-    lesion_ids = {r["image_id"] for r in lesion_rows}
-    skips.check(len(lesion_rows), f"{bone} lesion films in train",
-                skipped=len(skips.ids() & lesion_ids))
-    skips.check(len(healthy_rows), f"normal train films of {bone}",
-                skipped=len(skips.ids() - lesion_ids))
-
-    if not healthy_crops:
-        raise BoneaugError(f"{name}: no healthy {bone} patch could be cut: no normal train "
-                           f"image had >= {min_bone_fraction:.0%} bone in its crops")
-    if min_healthy is not None and len(healthy_crops) < min_healthy:
-        raise BoneaugError(f"{name}: only {len(healthy_crops)} healthy {bone} patches could "
-                           f"be cut, fewer than min_healthy={min_healthy}")
-
-    bone_dir = Path(out_dir) / bone
-    healthy_dir, lesion_dir = bone_dir / "healthy", bone_dir / "lesion"
-    write_patch_store(lesion_dir, _stack(lesion_crops, size), _index(lesion_crops))
-    write_patch_store(healthy_dir, _stack(healthy_crops, size), _index(healthy_crops))
-    stats_path = bone_dir / "lesion_stats.json"
-    write_json_atomic(stats_path, _stats_json(bone, lesion_stats))
-    skips.write(bone_dir)
-    healthy_rel = [c.row["side_rel"] for c in healthy_crops]
-    info = {
-        "bone": bone,
-        "size": size,
-        "dtype": "uint16",
-        "scale": 65535,
-        "manifest": name,
-        "split": "train",
-        "settings": {
-            "per_lesion": per_lesion, "healthy_per_image": healthy_per_image,
-            "context": context, "jitter": jitter, "seed": seed, "min_healthy": min_healthy,
-            "negatives_from": list(negatives_from), "min_bone_fraction": min_bone_fraction,
-            "locate": locate,
-        },
-        "counts": {
-            "healthy": len(healthy_crops), "lesion": len(lesion_crops),
-            "lesion_boxes": len(lesion_stats), "lesion_images": len(lesion_rows),
-            "healthy_images": len(healthy_rows), "healthy_images_used": healthy_images_used,
-            "skipped_films": len(skips),
-        },
-        "crop_side_rel": {"lesion": _summary(side_rel), "healthy": _summary(healthy_rel)},
-        "warnings": warnings,
-    }
-    info_path = bone_dir / INFO_FILE
-    write_json_atomic(info_path, info)  # last: its presence marks a complete folder
-    return PatchReport(
-        bone=bone, bone_dir=bone_dir, healthy_dir=healthy_dir, lesion_dir=lesion_dir,
-        stats_path=stats_path, info_path=info_path, n_healthy=len(healthy_crops),
-        n_lesion=len(lesion_crops), n_lesion_boxes=len(lesion_stats),
-        n_lesion_images=len(lesion_rows), n_healthy_images=len(healthy_rows),
-        warnings=warnings + ([skips.summary()] if len(skips) else []), skipped=skips,
-    )
+    return cuts
 
 
 # --------------------------------------------------------------------------- rows

@@ -39,9 +39,9 @@ from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
-from boneaug.distributed import Ranks, fixed_threads, join, pick_device
+from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
-from boneaug.gan import bf16_is_fast, from_model_range, load_generator, to_model_range
+from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio

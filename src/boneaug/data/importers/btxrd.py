@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from boneaug.data.films import BONE_REGION
 from boneaug.data.importers.common import (
@@ -118,19 +121,8 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic",
     if patients not in PATIENT_MODES:
         raise BoneaugError(f"--patients {patients!r}: expected one of "
                            f"{', '.join(PATIENT_MODES)}")
-    if not root.is_dir():
-        raise BoneaugError(f"{root}: no such folder")
-    csv_path = root / "dataset.csv"
-    frame = read_user_csv(csv_path)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise BoneaugError(f"{csv_path}: missing column(s) {', '.join(repr(c) for c in missing)};"
-                           " expected the 37 BTXRD columns (docs/importing.md)")
+    frame, csv_path = _read_table(root)
     images_dir, notes_dir = root / "images", root / "Annotations"
-    if not images_dir.is_dir():
-        raise BoneaugError(f"{images_dir}: no such folder (BTXRD keeps its images there)")
-
     rows: list[dict[str, Any]] = []
     where: list[str] = []
     keys: list[tuple[Any, ...]] = []
@@ -147,14 +139,98 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic",
         if not name:
             raise BoneaugError(f"{row_where}, column image_id: empty file name")
         row_where += f" ({name})"
-        image_file = images_dir / name
-        if not image_file.is_file():
-            found = [images_dir / (Path(name).stem + s) for s in IMAGE_SUFFIXES
-                     if (images_dir / (Path(name).stem + s)).is_file()]
-            if not found:
-                raise BoneaugError(f"{row_where}: {image_file}: no such image file")
-            notes["suffix"].append(f"{row_where}: {name} is {found[0].name} on disk")
-            image_file = found[0]
+        image_file = _image_file(images_dir, name, row_where, notes)
+        flags = _Flags.of(record, row_where, notes)
+        bone, region = flags.bone_and_region(row_where, notes)
+        row: dict[str, Any] = {
+            "image_id": image_file.stem, "path": f"images/{image_file.name}", "bone": bone,
+            "label": flags.tumor, "boxes": [], "center": record["center"].strip(),
+            "age": record["age"].strip(), "gender": record["gender"].strip(),
+            "benign": str(flags.benign), "malignant": str(flags.malignant),
+            "subtype": ";".join(flags.subtypes), "view": ";".join(flags.views),
+            "region": region, "sites": ";".join(flags.sites), "lesion_types": "",
+        }
+        json_path = notes_dir / f"{image_file.stem}.json"
+        if json_path.is_file():
+            inputs.append(json_path)
+            if flags.tumor:
+                note = read_labelme(json_path, image_file, f"{csv_path.name} line {line}")
+                notes["clip"] += note.warnings
+                tally.add(note.findings)
+                row["boxes"] = note.boxes
+                row["lesion_types"] = lesion_types(note.labels)
+                if note.shapes.polygons:
+                    masks[len(rows)] = note.shapes
+            else:
+                data = load_json(json_path, f"{csv_path.name} line {line}")
+                if isinstance(data, dict) and data.get("shapes"):
+                    notes["ignored_json"].append(f"{row_where}: {json_path.name}")
+        elif flags.tumor:
+            notes["no_json"].append(row_where)
+        rows.append(row)
+        where.append(row_where)
+        names.append(image_file.name)
+        keys.append((row["center"], row["age"], row["gender"], tuple(flags.sites),
+                     flags.tumor, flags.benign, flags.malignant, tuple(flags.subtypes),
+                     tuple(flags.regions)))
+
+    if patients == "heuristic":
+        numbers = group_patients(keys, names)
+        for row, number in zip(rows, numbers, strict=True):
+            row["patient_id"] = f"btxrd-p{number + 1:05d}"
+    else:
+        for row in rows:
+            row["patient_id"] = f"btxrd-{row['image_id']}"
+    warnings = _warnings(rows, notes, patients) + tally.summary("annotation shapes")
+    return finish(rows, root=root, out=out, where=where, warnings=warnings, inputs=inputs,
+                  masks=masks, max_side=max_side)
+
+
+def _read_table(root: Path) -> tuple[pd.DataFrame, Path]:
+    """``dataset.csv`` of the BTXRD folder `root` (every column there) and its path."""
+    if not root.is_dir():
+        raise BoneaugError(f"{root}: no such folder")
+    csv_path = root / "dataset.csv"
+    frame = read_user_csv(csv_path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise BoneaugError(f"{csv_path}: missing column(s) {', '.join(repr(c) for c in missing)};"
+                           " expected the 37 BTXRD columns (docs/importing.md)")
+    if not (root / "images").is_dir():
+        raise BoneaugError(f"{root / 'images'}: no such folder (BTXRD keeps its images there)")
+    return frame, csv_path
+
+
+def _image_file(images_dir: Path, name: str, row_where: str,
+                notes: dict[str, list[str]]) -> Path:
+    """The image a row names, or the one file of its stem with another suffix (noted)."""
+    image_file = images_dir / name
+    if image_file.is_file():
+        return image_file
+    found = [images_dir / (Path(name).stem + s) for s in IMAGE_SUFFIXES
+             if (images_dir / (Path(name).stem + s)).is_file()]
+    if not found:
+        raise BoneaugError(f"{row_where}: {image_file}: no such image file")
+    notes["suffix"].append(f"{row_where}: {name} is {found[0].name} on disk")
+    return found[0]
+
+
+@dataclass
+class _Flags:
+    """The 0/1 columns of one ``dataset.csv`` row, read and checked."""
+
+    sites: list[str]
+    tumor: int
+    benign: int
+    malignant: int
+    subtypes: list[str]
+    regions: list[str]
+    views: list[str]
+
+    @classmethod
+    def of(cls, record: dict[str, Any], row_where: str,
+           notes: dict[str, list[str]]) -> _Flags:
         sites = [SITE_BONES[c] for c in SITE_COLUMNS if _flag(record[c], row_where, c)]
         sites.sort(key=SITE_PRIORITY.index)
         tumor, benign, malignant = (_flag(record[c], row_where, c) for c in TUMOR_COLUMNS)
@@ -167,63 +243,24 @@ def import_btxrd(root: Path, out: Path, *, patients: str = "heuristic",
                                          f"malignant={malignant}")
         if len(regions) > 1:
             notes["many_regions"].append(f"{row_where}: {', '.join(regions)}")
+        return cls(sites, tumor, benign, malignant, subtypes, regions, views)
 
-        if tumor and sites:
-            bone = sites[0]
+    def bone_and_region(self, row_where: str, notes: dict[str, list[str]]
+                        ) -> tuple[str, str]:
+        """The row's bone (its first site; a region for a normal film) and region."""
+        if self.tumor and self.sites:
+            bone = self.sites[0]
             # the bone's own region unless the flags say otherwise (e.g. a hip-joint image
             # flagged lower limb)
             home = BONE_REGION[bone]
-            region = home if not regions or home in regions else regions[0]
-        elif regions:
-            region = regions[0]
-            bone = region  # a normal image (or a tumour without site) knows only its region
-            if tumor:
+            return bone, home if not self.regions or home in self.regions else self.regions[0]
+        if self.regions:
+            if self.tumor:
                 notes["no_site"].append(row_where)
-        else:
-            raise BoneaugError(f"{row_where}: no site flag and no region flag (upper limb, lower "
-                               "limb, pelvis); cannot tell the bone")
-
-        row: dict[str, Any] = {
-            "image_id": image_file.stem, "path": f"images/{image_file.name}", "bone": bone,
-            "label": tumor, "boxes": [], "center": record["center"].strip(),
-            "age": record["age"].strip(), "gender": record["gender"].strip(),
-            "benign": str(benign), "malignant": str(malignant), "subtype": ";".join(subtypes),
-            "view": ";".join(views), "region": region, "sites": ";".join(sites),
-            "lesion_types": "",
-        }
-        json_path = notes_dir / f"{image_file.stem}.json"
-        if json_path.is_file():
-            inputs.append(json_path)
-            if tumor:
-                note = read_labelme(json_path, image_file, f"{csv_path.name} line {line}")
-                notes["clip"] += note.warnings
-                tally.add(note.findings)
-                row["boxes"] = note.boxes
-                row["lesion_types"] = lesion_types(note.labels)
-                if note.shapes.polygons:
-                    masks[len(rows)] = note.shapes
-            else:
-                data = load_json(json_path, f"{csv_path.name} line {line}")
-                if isinstance(data, dict) and data.get("shapes"):
-                    notes["ignored_json"].append(f"{row_where}: {json_path.name}")
-        elif tumor:
-            notes["no_json"].append(row_where)
-        rows.append(row)
-        where.append(row_where)
-        names.append(image_file.name)
-        keys.append((row["center"], row["age"], row["gender"], tuple(sites), tumor, benign,
-                     malignant, tuple(subtypes), tuple(regions)))
-
-    if patients == "heuristic":
-        numbers = group_patients(keys, names)
-        for row, number in zip(rows, numbers, strict=True):
-            row["patient_id"] = f"btxrd-p{number + 1:05d}"
-    else:
-        for row in rows:
-            row["patient_id"] = f"btxrd-{row['image_id']}"
-    warnings = _warnings(rows, notes, patients) + tally.summary("annotation shapes")
-    return finish(rows, root=root, out=out, where=where, warnings=warnings, inputs=inputs,
-                  masks=masks, max_side=max_side)
+            # a normal image (or a tumour without site) knows only its region
+            return self.regions[0], self.regions[0]
+        raise BoneaugError(f"{row_where}: no site flag and no region flag (upper limb, lower "
+                           "limb, pelvis); cannot tell the bone")
 
 
 def _warnings(rows: list[dict[str, Any]], notes: dict[str, list[str]], patients: str

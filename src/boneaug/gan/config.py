@@ -1,0 +1,100 @@
+"""The CycleGAN's settings (`GanConfig`) and the learning-rate schedule they define."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from boneaug.config import (
+    build_config,
+    check_amp,
+    check_choice,
+    check_device,
+    check_number,
+    normalise_amp,
+)
+from boneaug.distributed import DEFAULT_THREADS
+from boneaug.errors import BoneaugError
+
+__all__ = ["GanConfig", "lr_factor"]
+
+
+@dataclass
+class GanConfig:
+    """CycleGAN training settings; the defaults are the reference's.
+
+    `iterations` counts optimiser steps (one batch of each domain each). The learning rate
+    is `lr` until `decay_start` (default: half of `iterations`, as the reference's n epochs
+    constant + n epochs decay), then falls linearly towards 0. `amp`: "auto" (bf16 autocast
+    on CUDA, and on CPUs with native bf16 convolutions), "bf16" or "off" (YAML true / false
+    mean bf16 / off); `channels_last`: "auto" (off: it measured slower everywhere), True or
+    False.
+
+    Checked by `validate` (which `from_dict` and `train_cyclegan` call), as every stage's
+    config is (`boneaug.config.check_number`).
+    """
+
+    n_blocks: int = 9
+    ngf: int = 64
+    ndf: int = 64
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    iterations: int = 20000
+    decay_start: int | None = None
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str | bool = "auto"
+    channels_last: str | bool = "auto"
+    compile: bool = False
+    threads: int = DEFAULT_THREADS  # intra-op threads (pinned: results depend on the count)
+
+    def __post_init__(self) -> None:
+        self.amp = normalise_amp(self.amp)
+        if self.decay_start is None and isinstance(self.iterations, int):
+            self.decay_start = self.iterations // 2
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "gan") -> GanConfig:
+        """Build from a plain mapping (e.g. a YAML section); unknown keys and bad values
+        raise `BoneaugError` with one line naming the key."""
+        if not isinstance(values, dict):
+            raise BoneaugError(f"{where}: expected a mapping of settings, got "
+                               f"{type(values).__name__}")
+        return build_config(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self, where: str = "gan") -> None:
+        for key in ("n_blocks", "ngf", "ndf", "batch_size", "iterations", "sample_every",
+                    "checkpoint_every", "log_every"):
+            check_number(where, key, getattr(self, key), 1, integer=True)
+        for key in ("pool_size", "seed"):
+            check_number(where, key, getattr(self, key), 0, integer=True)
+        check_number(where, "decay_start", self.decay_start, 0, self.iterations, integer=True)
+        check_number(where, "lr", self.lr, 0, bounds="()")
+        for key in ("beta1", "beta2"):
+            check_number(where, key, getattr(self, key), 0, 1, bounds="[)")
+        for key in ("lambda_cycle", "lambda_identity"):
+            check_number(where, key, getattr(self, key), 0)
+        check_device(where, "device", self.device)
+        check_amp(where, self.amp)
+        check_choice(where, "channels_last", self.channels_last, ("auto", True, False))
+        check_choice(where, "compile", self.compile, (True, False))
+        check_number(where, "threads", self.threads, 1, 256, integer=True)
+
+
+def lr_factor(iteration: int, config: GanConfig) -> float:
+    """Multiplier of `config.lr` at 0-based `iteration`: 1 before `decay_start`, then
+    linear towards 0 (the reference's `1 - max(0, e - n) / (n_decay + 1)` per iteration)."""
+    assert config.decay_start is not None
+    span = config.iterations - config.decay_start + 1
+    return 1.0 - max(0, iteration - config.decay_start + 1) / span
