@@ -16,12 +16,12 @@ from typing import Any
 from boneaug.classify import STRATEGIES, ClassifierConfig
 from boneaug.classify.bones import BonesConfig
 from boneaug.classify.regions import RegionConfig
+from boneaug.classify.strategies import REFERENCE, SWEEPABLE, TABLE
 from boneaug.config import check_known, load_yaml
 from boneaug.data.matching import MatchingConfig
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
 
-SWEEPABLE = ("oversample", "copypaste", "gan", "oracle")
 LEVELS = ("image", "region")
 
 
@@ -178,7 +178,8 @@ class ProtocolConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     ratios: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0])
     main_ratio: float = 3.0          # the ratio of strategies that are not swept
-    sweep: list[str] = field(default_factory=lambda: ["gan", "oracle"])
+    sweep: list[str] = field(default_factory=lambda: [s.name for s in TABLE
+                                                      if s.swept_by_default])
     seeds: int = 3
     transfer_from: list[str] | None = None   # generator bones for gan-transfer (None: all)
     bones: list[str] | None = None   # the bones to train and test classifiers of (None: all
@@ -194,9 +195,9 @@ class ProtocolConfig:
         if unknown:
             raise BoneaugError(f"{where}.strategies: unknown {unknown[0]!r} (known: "
                                f"{', '.join(STRATEGIES)})")
-        if "baseline" not in self.strategies:
-            raise BoneaugError(f"{where}.strategies: must include baseline (every test is "
-                               "against it)")
+        if REFERENCE.name not in self.strategies:
+            raise BoneaugError(f"{where}.strategies: must include {REFERENCE.name} (every "
+                               "test is against it)")
         bad_sweep = [s for s in self.sweep if s not in SWEEPABLE]
         if bad_sweep:
             raise BoneaugError(f"{where}.sweep: {bad_sweep[0]!r} has no ratio (sweepable: "

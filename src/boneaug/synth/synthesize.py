@@ -45,6 +45,7 @@ from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
+from boneaug.synth.copypaste import METHOD as COPY_PASTE
 from boneaug.synth.sites import Site, draw_site, usable_stats
 
 DEFAULT_CONTEXT = 0.5   # the patches stage's default margin around a lesion
@@ -372,7 +373,7 @@ def id_prefix(bone: str, generator_bone: str, seed: int, method: str = "cyclegan
     Copy-paste images start with ``cp-`` instead of ``syn-``.
     """
     transfer = "" if generator_bone in (bone, "unknown") else f"-from-{generator_bone}"
-    start = "cp" if method == "copypaste" else "syn"
+    start = "cp" if method == COPY_PASTE else "syn"
     return f"{start}-{bone}{transfer}-s{seed}"
 
 
