@@ -34,11 +34,11 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "boneaug"
 # (module, name): the same word naming something else (a folder, a config section, a
 # provenance method, a headline column), or a module this change could not touch.
 ELSEWHERE = {
-    ("classify/regions.py", "weighted"), ("classify/regions.py", "oversample"),
     ("experiment/evidence.py", "oracle"),        # the headline's column prefix
     ("synth/copypaste.py", "copypaste"),         # the synthesis method (and its folder)
     ("experiment/paths.py", "gan"),              # the CycleGAN stage's folder
     ("experiment/config.py", "gan"),             # the config section
+    ("gan/config.py", "gan"),                    # the config section (gan.config.SECTION)
     ("cli.py", "gan"),                           # the sub-command and its config section
     ("classify/evaluate.py", "baseline"),        # summary.attrs key of summarise's argument
 }

@@ -56,7 +56,7 @@ import pandas as pd
 import torch
 
 from boneaug.classify.run import ClassifyReport, score_metrics
-from boneaug.classify.strategies import select
+from boneaug.classify.strategies import BY_NAME, select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
 from boneaug.config import build_config, check_number
 from boneaug.data import Manifest
@@ -464,9 +464,10 @@ def build_region_training(manifest: Manifest, strategy: str, config: ClassifierC
                                f"used: {': '.join(extras.skipped[0])}")
     lesion, healthy = int(train.labels.sum()), int((train.labels == 0).sum())
     repeat, pos_weight = sel.repeat_positives, 1.0
-    if strategy == "oversample" and ratio is None:
+    record = BY_NAME[strategy]
+    if record.repeats_positives and ratio is None:
         repeat = max(1, round(healthy / max(lesion, 1)))
-    if strategy == "weighted":
+    if record.weighs_loss:
         pos_weight = healthy / max(lesion, 1)
     both = train.joined(extras)
     info = _training_info(sel.info or {}, regions, train, extras, val, test)

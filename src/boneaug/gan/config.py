@@ -16,7 +16,9 @@ from boneaug.config import (
 from boneaug.distributed import DEFAULT_THREADS
 from boneaug.errors import BoneaugError
 
-__all__ = ["GanConfig", "lr_factor"]
+__all__ = ["SECTION", "GanConfig", "lr_factor"]
+
+SECTION = "gan"  # the settings' section in a config file, and their name in messages
 
 
 @dataclass
@@ -62,7 +64,7 @@ class GanConfig:
             self.decay_start = self.iterations // 2
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "gan") -> GanConfig:
+    def from_dict(cls, values: dict[str, Any], where: str = SECTION) -> GanConfig:
         """Build from a plain mapping (e.g. a YAML section); unknown keys and bad values
         raise `BoneaugError` with one line naming the key."""
         if not isinstance(values, dict):
@@ -73,7 +75,7 @@ class GanConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def validate(self, where: str = "gan") -> None:
+    def validate(self, where: str = SECTION) -> None:
         for key in ("n_blocks", "ngf", "ndf", "batch_size", "iterations", "sample_every",
                     "checkpoint_every", "log_every"):
             check_number(where, key, getattr(self, key), 1, integer=True)

@@ -57,7 +57,7 @@ from boneaug.gan.checkpoint import (
     save_checkpoint,
     save_generator,
 )
-from boneaug.gan.config import GanConfig, lr_factor
+from boneaug.gan.config import SECTION, GanConfig, lr_factor
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator, from_model_range
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.step import Discriminators, Generators, make_adam, train_step
@@ -205,7 +205,7 @@ class _Hardware:
 
 def _hardware(config: GanConfig) -> _Hardware:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise config_error("gan", "device", config.device,
+        raise config_error(SECTION, "device", config.device,
                            "names CUDA, but CUDA is not available")
     ddp = join(config.device)
     device = pick_device(config.device, ddp)
