@@ -89,12 +89,11 @@ from boneaug.experiment.evidence import (
     verdict,
 )
 from boneaug.experiment.paths import LEVEL_SUFFIX, RunPaths, SynthFolder
-from boneaug.gan import train_cyclegan
+from boneaug.gan import train_bone_generator
 from boneaug.gan.networks import check_patch_size
-from boneaug.patches import extract_patches, load_domains
+from boneaug.patches import extract_patches
 from boneaug.patches.extract import check_patch_fits
 from boneaug.synth import synthesize
-from boneaug.synth.copypaste import copy_paste_translator
 
 Say = Callable[[str], None]
 
@@ -652,8 +651,6 @@ class _Run:
         self.keys[f"gan:{bone}"] = key
         if self._stage(f"gan:{bone}", key) is not None:
             return
-        healthy, lesion, pinfo = load_domains(self.paths.patches(bone))
-        stats = json.loads(self.paths.lesion_stats(bone).read_text(encoding="utf-8"))
         gan_dir = self.paths.gan(bone)
         key_file = self.paths.gan_key(bone)
         # an interrupted training of the same inputs resumes; anything else starts afresh
@@ -666,10 +663,8 @@ class _Run:
         self.step(f"CycleGAN {bone}: {config.gan.iterations} iterations "
                   f"({config.gan.n_blocks} blocks, {config.gan.ngf} filters)"
                   + (" - resuming" if resume else ""))
-        trained = train_cyclegan(healthy.patches, lesion.patches, config.gan, gan_dir,
-                                 resume=resume, progress=self.progress,
-                                 generator_info={"bone": bone, "lesion_stats": stats,
-                                                 "patches": pinfo.get("settings", {})})
+        trained = train_bone_generator(self.paths.patches(bone), config.gan, gan_dir,
+                                       resume=resume, progress=self.progress)
         if not trained.completed:
             raise KeyboardInterrupt
         self.stages.mark(f"gan:{bone}", key, {"iterations": trained.iterations,
@@ -720,9 +715,8 @@ class _Run:
                 result = synthesize(self.paths.generator(gbone), self.manifest, bone, out,
                                     **common, **extra)
             else:
-                patch_dir = self.paths.patches(bone)
-                result = synthesize(patch_dir, self.manifest, bone, out, **common,
-                                    translator=copy_paste_translator(patch_dir, config.seed))
+                result = synthesize(None, self.manifest, bone, out, **common,
+                                    copy_paste=self.paths.patches(bone))
             self.stages.mark(folder.stage, key, {"images": result.images,
                                                  "seam_ratio_median": result.seam_ratio_median})
             self.step(f"{folder.stage}: {result.images} images (median seam ratio "

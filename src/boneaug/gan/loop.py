@@ -115,6 +115,26 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         return _train(healthy, lesion, config, ask)
 
 
+def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str | Path, *,
+                         resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train the CycleGAN of one bone's patch folder (``PATCHES/<bone>`` of `boneaug
+    patches`): the one entry that `boneaug gan train` and the experiment both call, so
+    every generator file carries the same metadata: the bone, its real lesions' statistics
+    (where synthesis places lesions) and the patch settings with their folder."""
+    from boneaug.patches import load_domains, read_json_object
+
+    patch_dir = Path(patch_dir)
+    healthy, lesion, info = load_domains(patch_dir)
+    stats_path = patch_dir / "lesion_stats.json"
+    if not stats_path.is_file():
+        raise BoneaugError(f"{patch_dir}: has no lesion_stats.json; not a patch folder of "
+                           "`boneaug patches` (run it again)")
+    return train_cyclegan(
+        healthy.patches, lesion.patches, config, out_dir, resume=resume, progress=progress,
+        generator_info={"bone": info.get("bone"), "lesion_stats": read_json_object(stats_path),
+                        "patches": {**info.get("settings", {}), "folder": str(patch_dir)}})
+
+
 @dataclass(frozen=True)
 class _Request:
     """What the caller asked of this run, besides the settings."""

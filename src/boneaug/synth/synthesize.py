@@ -46,6 +46,7 @@ from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.copypaste import METHOD as COPY_PASTE
+from boneaug.synth.copypaste import copy_paste_translator
 from boneaug.synth.sites import Site, draw_site, usable_stats
 
 DEFAULT_CONTEXT = 0.5   # the patches stage's default margin around a lesion
@@ -66,13 +67,14 @@ class SynthReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: str | Path, *,
+def synthesize(generator: str | Path | None, manifest: Manifest, bone: str,
+               out_dir: str | Path, *,
                count: int | None = None, ratio: float | None = None, seed: int = 0,
                batch_size: int = 16, feather: float = 0.25, margin: float = 0.5,
                negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
                device: str = "auto", progress: bool = True,
                translator: tuple[torch.nn.Module, dict[str, Any]] | None = None,
-               locate: bool = True) -> SynthReport:
+               locate: bool = True, copy_paste: str | Path | None = None) -> SynthReport:
     """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
 
     Args:
@@ -86,6 +88,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         feather, margin: the blend (`blend.blend_mask`): the change is added in full over
             the lesion box and fades out `margin` times its half size beyond it.
         device: "auto" (CUDA if present), "cpu" or "cuda".
+        copy_paste: instead of a generator, a bone's patch folder (``PATCHES/<bone>``)
+            whose real lesion patches are pasted with the same blending (the copy-paste
+            baseline; `copy_paste_translator`). Exactly one of `generator` and
+            `copy_paste` (or `translator`).
         translator: instead of loading `generator`, a module mapping healthy patches to
             lesion patches (in the generator's [-1, 1] range) and its info (``sha256``,
             ``patch_size``, ``bone``, ``lesion_stats``, ``patches``, ``method``); this is
@@ -100,14 +106,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     """
     started = time.time()
     out_dir = Path(out_dir)
-    generator = Path(generator)
     bone = bone.strip().lower()
     ranks = join(device)
     torch_device = pick_device(device, ranks)
-    if translator is None:
-        model, info = load_generator(generator, torch_device)
-    else:
-        model, info = translator[0].to(torch_device), translator[1]
+    generator, model, info = _translator(generator, copy_paste, translator, seed, torch_device)
     stats_doc, stats_source = _stats(info, generator, lesion_stats)
     stats = usable_stats(stats_doc, stats_source)
     generator_bone = str(info.get("bone") or stats_doc.get("bone") or "unknown")
@@ -116,17 +118,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
 
     table = manifest.table
     name = str(manifest.source or "manifest")
-    if not (table["split"] != "").any():
-        raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
-                           "may only come from train images)")
-    check_negatives_from(table, negatives_from, name)
-    train_real = (table["split"] == "train") & (table["origin"] == "real")
-    sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
-    if not sources:
-        raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
-                           f"(bones in train: {', '.join(sorted(set(table['bone'])))}; films "
-                           "labelled by region need `boneaug bones` first)")
-    real_positives = int((train_real & positives_of(table, bone)).sum())
+    sources, real_positives = _sources(table, bone, negatives_from, name)
     n_images = _how_many(count, ratio, real_positives, bone, name)
     check_out_dir(out_dir, "synthesize")
     # an earlier synthesis run is replaced whole: never the one this run reads
@@ -345,6 +337,40 @@ class _Painter:
             "_index": index,
         }
         return result, row
+
+
+def _sources(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...], name: str
+             ) -> tuple[list, int]:
+    """The rows to paint on (real normal train films of `bone` and of `negatives_from`) and
+    the number of real positive train films of `bone`."""
+    if not (table["split"] != "").any():
+        raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
+                           "may only come from train images)")
+    check_negatives_from(table, negatives_from, name)
+    train_real = (table["split"] == "train") & (table["origin"] == "real")
+    sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
+    if not sources:
+        raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
+                           f"(bones in train: {', '.join(sorted(set(table['bone'])))}; films "
+                           "labelled by region need `boneaug bones` first)")
+    return sources, int((train_real & positives_of(table, bone)).sum())
+
+
+def _translator(generator: str | Path | None, copy_paste: str | Path | None,
+                translator: tuple[torch.nn.Module, dict[str, Any]] | None, seed: int,
+                device: torch.device) -> tuple[Path, torch.nn.Module, dict[str, Any]]:
+    """What paints the lesions: the generator file, the real lesions of a patch folder
+    (copy-paste), or a given translator; with the path recorded as its source."""
+    if translator is None and (generator is None) == (copy_paste is None):
+        raise BoneaugError("give exactly one of a generator (--generator) and a patch folder "
+                           "to copy-paste from (--copy-paste)")
+    if copy_paste is not None:
+        translator = copy_paste_translator(copy_paste, seed)
+    source = Path(generator if generator is not None else copy_paste or "")
+    if translator is None:
+        model, info = load_generator(source, device)
+        return source, model, info
+    return source, translator[0].to(device), translator[1]
 
 
 @torch.no_grad()
