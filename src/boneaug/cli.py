@@ -104,9 +104,9 @@ def split(
     in_place: bool = typer.Option(False, help="Allow --out to be the input manifest"),
 ) -> None:
     """Patient-level split into train/val/test, stratified by bone x label."""
-    from boneaug.data.files import check_not_an_input
     from boneaug.data.manifest import load_manifest, save_manifest
     from boneaug.data.splits import split_manifest
+    from boneaug.files import check_not_an_input
 
     target = out or manifest.with_name(manifest.stem + ".split.csv")
     if target.resolve() == manifest.resolve() and not in_place:
@@ -170,8 +170,8 @@ def bones(
     """Learn which bone(s) each film shows from the films whose bone is known; assign them,
     with a confidence, to films labelled only by region or not at all."""
     from boneaug.classify.bones import BonesConfig, assign_bones, format_bones, write_bones_sheet
-    from boneaug.data.files import write_json_atomic
     from boneaug.data.manifest import load_manifest, save_manifest
+    from boneaug.files import write_json_atomic
 
     target = out or manifest.with_name(manifest.stem + ".bones.csv")
     if target.resolve() == manifest.resolve():
@@ -246,7 +246,7 @@ def gan_train(
 ) -> None:
     """Train healthy -> lesion (and back) on one bone's patches."""
     from boneaug.config import load_yaml, parse_overrides, section
-    from boneaug.data.files import check_out_dir
+    from boneaug.files import check_out_dir
     from boneaug.gan import GanConfig, train_bone_generator
 
     if out.exists() and not out.is_dir():

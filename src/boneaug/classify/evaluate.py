@@ -41,8 +41,8 @@ from boneaug.classify.metrics import (
     sensitivity_at_specificity,
 )
 from boneaug.classify.strategies import FOCUS, REFERENCE, STRATEGIES, TABLE, rank, strategy_of
-from boneaug.data.files import read_csv_text
 from boneaug.errors import BoneaugError
+from boneaug.files import read_csv_text
 
 PREDICTION_COLUMNS = ("bone", "condition", "strategy", "ratio", "generator_bone", "seed",
                       "image_id", "label", "score")

@@ -70,12 +70,10 @@ from boneaug.classify.regions import _survey, classify_regions, region_set
 from boneaug.classify.strategies import REFERENCE, Extra, Strategy, known_strategy
 from boneaug.classify.tiles import score_films
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
-from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.data.films import is_region, normals_of, positives_of
 from boneaug.data.manifest import check_manifest
 from boneaug.data.matching import apply_matching, format_matching
 from boneaug.data.phantom import PhantomConfig, make_phantom, validate_config
-from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import SKIPPED_FILE, Skips, read_skipped
 from boneaug.data.splits import split_manifest
 from boneaug.data.stats import describe_manifest
@@ -89,10 +87,12 @@ from boneaug.experiment.evidence import (
     verdict,
 )
 from boneaug.experiment.paths import LEVEL_SUFFIX, RunPaths, SynthFolder
+from boneaug.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.gan import train_bone_generator
 from boneaug.gan.networks import check_patch_size
 from boneaug.patches import extract_patches
 from boneaug.patches.extract import check_patch_fits
+from boneaug.runinfo import write_run_json
 from boneaug.synth import synthesize
 
 Say = Callable[[str], None]

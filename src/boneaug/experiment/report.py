@@ -39,7 +39,6 @@ from pathlib import Path
 import pandas as pd
 
 from boneaug.classify.evaluate import read_predictions, summarise
-from boneaug.data.files import atomic_path, write_text_atomic
 from boneaug.errors import BoneaugError
 from boneaug.experiment.paths import RunPaths
 from boneaug.experiment.report_figures import (
@@ -61,6 +60,7 @@ from boneaug.experiment.report_tables import (
     section_results,
     section_runs,
 )
+from boneaug.files import atomic_path, write_text_atomic
 
 __all__ = ["NOT_IN_RUN", "SECTIONS", "ReportPaths", "render", "write_report"]
 

@@ -18,7 +18,6 @@ import pandas as pd
 from boneaug.classify.metrics import roc_curve
 from boneaug.classify.strategies import FOCUS, REFERENCE, TABLE, strategy_of
 from boneaug.data import load_manifest, read_image
-from boneaug.data.files import atomic_path
 from boneaug.errors import BoneaugError
 from boneaug.experiment.paths import COPY_PASTE, GAN
 from boneaug.experiment.report_format import (
@@ -36,6 +35,7 @@ from boneaug.experiment.report_format import (
     strategy_rank,
 )
 from boneaug.experiment.report_page import Page
+from boneaug.files import atomic_path
 from boneaug.patches import resize_square
 
 SAMPLES_PER_ROW = 8

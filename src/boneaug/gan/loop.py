@@ -42,10 +42,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from boneaug.config import config_error
-from boneaug.data.files import atomic_path, remove_interrupted_writes
-from boneaug.data.runinfo import write_run_json
 from boneaug.distributed import Ranks, fixed_threads, join, pick_device, use_bf16
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, remove_interrupted_writes
 from boneaug.gan.checkpoint import (
     GENERATOR_FILE,
     RunFolder,
@@ -62,6 +61,7 @@ from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator, from_mo
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.step import Discriminators, Generators, make_adam, train_step
 from boneaug.gan.stream import PatchStream, check_domains, to_batch
+from boneaug.runinfo import write_run_json
 
 __all__ = ["TrainResult", "train_cyclegan"]
 

@@ -33,17 +33,17 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from boneaug.data import Manifest, new_table, read_image, save_manifest
-from boneaug.data.files import check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.films import check_negatives_from, normals_of, positives_of
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
-from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
 from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
+from boneaug.files import check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
+from boneaug.runinfo import write_run_json
 from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
 from boneaug.synth.copypaste import METHOD as COPY_PASTE
 from boneaug.synth.copypaste import copy_paste_translator
