@@ -39,12 +39,12 @@ from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
 from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
-from boneaug.files import check_not_an_input, check_out_dir, write_json_atomic
+from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.runinfo import write_run_json
-from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
+from boneaug.synth.blend import blend_mask, painted_mask, paste_change, seam_ratio
 from boneaug.synth.copypaste import METHOD as COPY_PASTE
 from boneaug.synth.copypaste import copy_paste_translator
 from boneaug.synth.sites import Site, draw_site, usable_stats
@@ -145,6 +145,7 @@ def synthesize(generator: str | Path | None, manifest: Manifest, bone: str,
     if ranks.rank == 0:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "images").mkdir(parents=True)
+        (staging / "masks").mkdir()
     ranks.barrier()
     try:
         painter = _Painter(manifest, model, torch_device, stats, locator, bone, generator_bone,
@@ -301,6 +302,7 @@ class _Painter:
                           margin=self.blend.margin, feather=self.blend.feather)
         result = paste_change(image, site.crop_box, patch, out_patch, mask)
         seam = seam_ratio(result, image, site.crop_box, mask)
+        painted, found_by = painted_mask(image, result, site.crop_box, site.lesion_box)
         source = self.manifest.table.loc[row_id]
         source_path = self.manifest.resolve(source["path"])
         image_id = f"{self.prefix}-{index:05d}"
@@ -313,6 +315,9 @@ class _Painter:
         else:
             rel = f"images/{image_id}.png"
             write_png16(self.staging / rel, result)
+        mask_rel = f"masks/{image_id}.png"
+        with atomic_path(self.staging / mask_rel) as tmp:
+            Image.fromarray(painted.astype(np.uint8) * 255).save(tmp, format="PNG")
         seam_value = round(seam, 4) if np.isfinite(seam) else None
         provenance = {
             "method": self.method, "generator": str(self.generator), "generator_sha256": sha,
@@ -321,12 +326,13 @@ class _Painter:
             "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
             "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
             "bone_share_in_box": round(site.bone_share, 3), "seed": self.seed,
-            "index": index, "seam_ratio": seam_value,
+            "index": index, "seam_ratio": seam_value, "mask": found_by,
         }
         row = {
             "image_id": image_id, "path": rel,
             "patient_id": str(source["patient_id"]), "bone": self.bone, "label": 1,
-            "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
+            "boxes": [list(site.lesion_box)], "mask_path": mask_rel, "split": "train",
+            "origin": "synthetic",
             "provenance": json.dumps(provenance, sort_keys=True),
             "source_image_id": str(source["image_id"]), "generator_bone": self.generator_bone,
             "seam_ratio": seam_value if seam_value is not None else float("nan"),
