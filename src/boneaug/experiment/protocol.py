@@ -663,8 +663,12 @@ class _Run:
         self.step(f"CycleGAN {bone}: {config.gan.iterations} iterations "
                   f"({config.gan.n_blocks} blocks, {config.gan.ngf} filters)"
                   + (" - resuming" if resume else ""))
+        def report(done: int, total: int, rate: float) -> None:
+            self.step(f"CycleGAN {bone}: {done}/{total} iterations ({rate:.1f} it/s; about "
+                      f"{_duration((total - done) / max(rate, 1e-9))} left)")
+
         trained = train_bone_generator(self.paths.patches(bone), config.gan, gan_dir,
-                                       resume=resume, progress=self.progress)
+                                       resume=resume, progress=self.progress, report=report)
         if not trained.completed:
             raise KeyboardInterrupt
         self.stages.mark(f"gan:{bone}", key, {"iterations": trained.iterations,

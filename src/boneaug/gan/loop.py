@@ -92,7 +92,8 @@ class TrainResult:
 def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                    out_dir: str | Path, resume: bool = False, progress: bool = True,
                    stop_after: int | None = None,
-                   generator_info: dict[str, Any] | None = None) -> TrainResult:
+                   generator_info: dict[str, Any] | None = None,
+                   report: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train the CycleGAN healthy <-> lesion on two unpaired patch stacks.
 
     Args:
@@ -108,15 +109,21 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
             as an interruption would; for tests and time-boxed jobs.
         generator_info: stored in the generator file beside the weights (synthesis reads
             the bone, its lesion statistics and the patch settings from there).
+        report: called on rank 0 at every `checkpoint_every` iterations with (iterations
+            done, iterations in all, iterations per second of this session): progress
+            for a log, where a progress bar is not shown.
     """
     config.validate()
-    ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info)
+    ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info,
+                   report)
     with fixed_threads(config.threads):
         return _train(healthy, lesion, config, ask)
 
 
 def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str | Path, *,
-                         resume: bool = False, progress: bool = True) -> TrainResult:
+                         resume: bool = False, progress: bool = True,
+                         report: Callable[[int, int, float], None] | None = None
+                         ) -> TrainResult:
     """Train the CycleGAN of one bone's patch folder (``PATCHES/<bone>`` of `boneaug
     patches`): the one entry that `boneaug gan train` and the experiment both call, so
     every generator file carries the same metadata: the bone, its real lesions' statistics
@@ -131,6 +138,7 @@ def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str 
                            "`boneaug patches` (run it again)")
     return train_cyclegan(
         healthy.patches, lesion.patches, config, out_dir, resume=resume, progress=progress,
+        report=report,
         generator_info={"bone": info.get("bone"), "lesion_stats": read_json_object(stats_path),
                         "patches": {**info.get("settings", {}), "folder": str(patch_dir)}})
 
@@ -144,6 +152,7 @@ class _Request:
     progress: bool
     stop_after: int | None
     generator_info: dict[str, Any] | None
+    report: Callable[[int, int, float], None] | None = None
 
 
 def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Request
@@ -167,7 +176,7 @@ def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Req
                                                                 config.iterations)
     start_iteration = state.iteration
     with _GracefulStop(enabled=not hw.ddp.enabled) as stop:
-        samples_path = _loop(run, steps, healthy, lesion, end, stop, ask.progress)
+        samples_path = _loop(run, steps, healthy, lesion, end, stop, ask)
     state.losses.flush()
     completed = state.iteration >= config.iterations
     if state.iteration > start_iteration:
@@ -329,11 +338,11 @@ class _Run:
 
 
 def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, end: int,
-          stop: _GracefulStop, progress: bool) -> Path | None:
+          stop: _GracefulStop, ask: _Request) -> Path | None:
     """Iterate until `end` or a stop request; returns the latest sample sheet, if any."""
     config, state, hw = run.config, run.state, run.hw
-    bar = _progress_bar(progress and hw.is_main, config.iterations, state.iteration)
-    run.started = time.time()
+    bar = _progress_bar(ask.progress and hw.is_main, config.iterations, state.iteration)
+    run.started, first = time.time(), state.iteration
     samples_path = None
     while state.iteration < end and not stop.requested:
         lr = config.lr * lr_factor(state.iteration, config)
@@ -360,6 +369,9 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
         if state.iteration % config.checkpoint_every == 0 and state.iteration < end:
             state.losses.flush()
             run.save_checkpoint(numbered=True)
+            if hw.is_main and ask.report is not None:
+                rate = (state.iteration - first) / max(time.time() - run.started, 1e-9)
+                ask.report(state.iteration, config.iterations, rate)
     if bar is not None:
         bar.close()
     return samples_path
