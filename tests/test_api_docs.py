@@ -42,3 +42,4 @@ def test_the_api_examples_run(tmp_path: Path, one_thread) -> None:
     assert namespace["painted"].images > 0 and namespace["pasted"].images > 0
     assert (tmp_path / "work" / "coco" / "annotations.json").is_file()
     assert "gan - baseline:" in out and "conditions in the demo" in out
+    assert "painted in the last epoch:" in out

@@ -109,8 +109,9 @@ def synthesize(generator: str | Path | None, manifest: Manifest, bone: str,
     bone = bone.strip().lower()
     ranks = join(device)
     torch_device = pick_device(device, ranks)
-    generator, model, info = _translator(generator, copy_paste, translator, seed, torch_device)
-    stats_doc, stats_source = _stats(info, generator, lesion_stats)
+    generator, model, info = choose_translator(generator, copy_paste, translator, seed,
+                                               torch_device)
+    stats_doc, stats_source = lesion_stats_of(info, generator, lesion_stats)
     stats = usable_stats(stats_doc, stats_source)
     generator_bone = str(info.get("bone") or stats_doc.get("bone") or "unknown")
     context = float((info.get("patches") or {}).get("context", DEFAULT_CONTEXT))
@@ -362,7 +363,7 @@ def _sources(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...], na
     return sources, int((train_real & positives_of(table, bone)).sum())
 
 
-def _translator(generator: str | Path | None, copy_paste: str | Path | None,
+def choose_translator(generator: str | Path | None, copy_paste: str | Path | None,
                 translator: tuple[torch.nn.Module, dict[str, Any]] | None, seed: int,
                 device: torch.device) -> tuple[Path, torch.nn.Module, dict[str, Any]]:
     """What paints the lesions: the generator file, the real lesions of a patch folder
@@ -434,8 +435,10 @@ def _how_many(count: int | None, ratio: float | None, real_positives: int, bone:
     return max(1, int(round(ratio * real_positives)))
 
 
-def _stats(info: dict[str, Any], generator: Path, override: str | Path | None
-           ) -> tuple[dict[str, Any], str]:
+def lesion_stats_of(info: dict[str, Any], generator: Path, override: str | Path | None
+                    ) -> tuple[dict[str, Any], str]:
+    """The lesion statistics that place the lesions (a file given, else those the
+    generator carries) and where they came from."""
     if override is not None:
         path = Path(override)
         if not path.is_file():
