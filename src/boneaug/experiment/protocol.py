@@ -40,11 +40,14 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
+import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -806,14 +809,36 @@ class _Run:
                                                     "baseline)" if available == 0 else ""))
         return extra, ratio
 
-    def classifiers(self) -> None:
-        config = self.config
+    def classifiers(self, grid: Grid | None = None) -> None:
+        """Train every classifier not yet done. With a `grid` of processes, each trains
+        its share (the i-th job of a phase on rank i mod the world size): first every
+        classifier that needs no gate, then the gates, then the gated classifiers, each
+        phase waiting for the whole of the one before."""
         keyed = self.classifier_keys()
+        if grid is None:
+            self._train_classifiers(keyed, keyed)
+            return
+        plain = [job for job in keyed if not job[1].kind.gated]
+        gated = [job for job in keyed if job[1].kind.gated]
+        self._train_classifiers(keyed, grid.share(plain))
+        grid.barrier("classifiers")
+        bones = sorted({job[1].bone for job in gated})
+        for bone in grid.share(bones):
+            self.gate(bone)
+        grid.barrier("gates")
+        for bone in bones:
+            self.gate(bone)  # done: every rank reads the gate
+        self._train_classifiers(keyed, grid.share(gated))
+        grid.barrier("gated classifiers")
+
+    def _train_classifiers(self, keyed: list[tuple[str, Condition, int, str, str]],
+                           jobs: list[tuple[str, Condition, int, str, str]]) -> None:
+        config = self.config
         n_cls = len(keyed)
         done_count = sum(1 for *_, name, key in keyed if self.stages.done(name, key))
         durations: list[float] = []
         extras: dict[str, Manifest] = {}
-        for level, c, s, name, key in keyed:
+        for level, c, s, name, key in jobs:
             if c.kind.gated:  # after the baselines: `classifier_keys` puts it last
                 self.gate(c.bone)
             if self._stage(name, key) is not None:
@@ -835,7 +860,8 @@ class _Run:
             done_count += 1
             self.stages.mark(name, key, {"test_auc": result.test_auc,
                                          "seconds": durations[-1]})
-            left = (n_cls - done_count) * float(np.mean(durations))
+            still = n_cls - done_count if len(jobs) == n_cls else len(jobs) - len(durations)
+            left = still * float(np.mean(durations))
             self.step(f"classifier {done_count}/{n_cls} {c.bone} {c.name}"
                       f"{' (regions)' if level == 'region' else ''} seed {s}: test AUC "
                       f"{result.test_auc:.3f} (epoch {result.best_epoch}, {durations[-1]:.0f} "
@@ -906,6 +932,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     module doc."""
     started = time.time()
     run_dir = Path(out_dir)
+    grid = Grid.from_environment(run_dir)
+    if grid is not None:
+        with grid.alone():
+            return _run_grid(config, run_dir, grid, say, progress, fresh, report, started)
     preflight(config)
     _open_run(config, run_dir, fresh, say)
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
@@ -945,6 +975,135 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
                                    summary=summaries[levels[0]]).html
     return ExperimentResult(run_dir, summaries[levels[0]], table, report_path,
                             time.time() - started)
+
+
+def _run_grid(config: ExperimentConfig, run_dir: Path, grid: Grid, say: Say, progress: bool,
+              fresh: bool, report: bool, started: float) -> ExperimentResult:
+    """`run_experiment` as one of several processes (torchrun ranks): rank 0 opens the
+    run folder; every stage job (a bone's probe, patches, CycleGAN, synthesis; each
+    classifier) runs once, on rank (its index mod the world size), as a lone process, and
+    the others wait for the phase and read its outputs; rank 0 evaluates and reports. The
+    result is the single process's: each job is the same computation with the same seeds
+    and thread count."""
+    if grid.rank == 0:
+        preflight(config)
+        _open_run(config, run_dir, fresh, say)
+        write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                       extra={"completed": False})
+    grid.barrier("open", fresh=fresh)
+    run = _Run(config, run_dir, say if grid.rank == 0 else _quiet(say, grid), progress)
+    bones = list(config.data.bones)
+    tested = list(config.protocol.bones or bones)
+    steps: list[tuple[str, list[str], Callable[[str], None]]] = [
+        ("data", ["all"], lambda _: run.data()),
+        ("probes", tested, run.probe),
+        ("patches", bones if any(c.kind.needs_patches for c in run.conditions) else [],
+         run.patches),
+        ("generators", [b for b in bones if b in run.generator_bones()], run.gan),
+        ("synthesis", bones, run.synthesis)]
+    for phase, items, job in steps:
+        for item in grid.share(items):
+            job(item)
+        grid.barrier(phase)
+        for item in items:
+            job(item)  # done by now: each rank reads what the phase made
+    run.classifiers(grid)
+    if grid.rank != 0:
+        return ExperimentResult(run_dir, pd.DataFrame(), "", None, time.time() - started)
+    summaries, table = run.evaluate()
+    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                   extra={"completed": True, "world_size": grid.world})
+    report_path = None
+    if report:
+        from boneaug.experiment.report import write_report
+
+        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
+                                   summary=summaries[config.protocol.levels[0]]).html
+    return ExperimentResult(run_dir, summaries[config.protocol.levels[0]], table, report_path,
+                            time.time() - started)
+
+
+def _quiet(say: Say, grid: Grid) -> Say:
+    """What a rank other than 0 says: its lines, marked with its rank."""
+    return lambda line: say(f"[rank {grid.rank}] {line}")
+
+
+@dataclass
+class Grid:
+    """This process's place in a grid of experiment processes (torchrun sets RANK and
+    WORLD_SIZE; every process sees the run folder). Processes wait for each other through
+    files in ``stages/grid/`` (no process group: a phase may take hours, longer than a
+    collective's time-out), and run each stage as a lone process (`alone`)."""
+
+    rank: int
+    world: int
+    local_rank: int
+    folder: Path
+    launch: str = ""
+    POLL = 1.0  # seconds between looks at the other ranks' markers
+
+    @classmethod
+    def from_environment(cls, run_dir: Path) -> Grid | None:
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            return None
+        world = int(os.environ["WORLD_SIZE"])
+        if world < 2:
+            return None
+        rank = int(os.environ["RANK"])
+        # one collective, at the start: rank 0's token names this launch in every marker,
+        # so that the markers an earlier launch left behind are never taken for its own
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", rank=rank, world_size=world,
+                                timeout=timedelta(minutes=10))
+        token = [uuid.uuid4().hex if rank == 0 else ""]
+        dist.broadcast_object_list(token, src=0)
+        dist.destroy_process_group()
+        return cls(rank, world, int(os.environ.get("LOCAL_RANK", rank)),
+                   run_dir / "stages" / "grid", token[0])
+
+    def share(self, items: list) -> list:
+        """This rank's items: the i-th of them on rank i mod the world size."""
+        return [item for i, item in enumerate(items) if i % self.world == self.rank]
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        """Hide the torchrun variables, so that each stage runs as one process (a
+        CycleGAN on one rank is the single process's CycleGAN, not a DDP share of it);
+        on a GPU machine, this rank's GPU."""
+        saved = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+                 if k in os.environ}
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
+        try:
+            yield
+        finally:
+            os.environ.update(saved)
+
+    def barrier(self, phase: str, fresh: bool = False) -> None:
+        """Mark this rank past `phase` and wait for every rank to be past it. "open" is
+        the first: rank 0 has made the run folder (and with `fresh` emptied it) first,
+        so the markers of this launch are written after that."""
+        if phase == "open" and self.rank != 0:
+            self._wait([self._marker(phase, 0)])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self._marker(phase, self.rank), {"launch": self.launch})
+        self._wait([self._marker(phase, r) for r in range(self.world)])
+
+    def _marker(self, phase: str, rank: int) -> Path:
+        return self.folder / f"{phase.replace(' ', '-')}.rank{rank}.json"
+
+    def _wait(self, markers: list[Path]) -> None:
+        while True:
+            found = 0
+            for marker in markers:
+                with contextlib.suppress(OSError, json.JSONDecodeError):
+                    if json.loads(marker.read_text(encoding="utf-8")).get("launch") \
+                            == self.launch:
+                        found += 1
+            if found == len(markers):
+                return
+            time.sleep(self.POLL)
 
 
 def _collect(paths: RunPaths, level: str, all_conditions: list[Condition], n_seeds: int
