@@ -12,20 +12,11 @@ import pandas as pd
 import pytest
 
 from boneaug.experiment import demo_config_path, load_experiment_config, run_experiment
+from test_experiment_extend import TINY
 
-GRID = {
-    "data.bones": ["femur", "tibia"], "data.normal": 16, "data.lesion": 12, "data.size": 96,
-    "data.prevalence": 0.2,
-    "patches.size": 24, "patches.per_lesion": 2, "patches.healthy_per_image": 2,
-    "gan.n_blocks": 1, "gan.ngf": 4, "gan.ndf": 4, "gan.iterations": 2,
-    "gan.sample_every": 2, "gan.checkpoint_every": 2, "gan.device": "cpu",
-    "classifier.size": 32, "classifier.width": 4, "classifier.epochs": 1,
-    "classifier.steps_per_epoch": 2, "classifier.device": "cpu",
-    "protocol.seeds": 2, "protocol.n_boot": 20,
-    "protocol.strategies": ["baseline", "copypaste", "gan", "gan-gated"],
-    "protocol.ratios": [1], "protocol.main_ratio": 1, "protocol.sweep": [],
-    "protocol.levels": ["image"],
-}
+GRID = {**TINY, "data.bones": ["femur", "tibia"], "protocol.seeds": 2,
+        "protocol.strategies": ["baseline", "copypaste", "gan", "gan-gated"],
+        "protocol.sweep": []}
 
 SCRIPT = """
 import json, sys
