@@ -247,8 +247,8 @@ def _new_state(config: GanConfig, n_healthy: int, n_lesion: int, hw: _Hardware
                ) -> TrainState:
     """Networks, optimisers, pools and data streams as iteration 0 has them."""
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    g_hl = ResnetGenerator(config.n_blocks, config.ngf)
-    g_lh = ResnetGenerator(config.n_blocks, config.ngf)
+    g_hl = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
+    g_lh = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
     d_l = PatchGANDiscriminator(config.ndf)
     d_h = PatchGANDiscriminator(config.ndf)
     generators = Generators(g_hl, g_lh, identity=config.lambda_identity > 0)
