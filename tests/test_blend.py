@@ -7,7 +7,13 @@ import pytest
 from scipy import ndimage
 
 from boneaug.patches import resize_to as resize
-from boneaug.synth.blend import blend_mask, feather_mask, paste_change, seam_ratio
+from boneaug.synth.blend import (
+    blend_mask,
+    feather_mask,
+    painted_mask,
+    paste_change,
+    seam_ratio,
+)
 
 
 def textured(shape=(96, 96), seed=0) -> np.ndarray:
@@ -90,3 +96,18 @@ def test_bad_crop_box_or_mask_is_refused():
     with pytest.raises(ValueError, match="mask shape"):
         paste_change(np.zeros((10, 10)), (0, 0, 4, 4), np.zeros((4, 4)), np.zeros((4, 4)),
                      np.ones((3, 3)))
+
+
+def test_painted_mask_is_the_change_that_touches_the_lesion():
+    before = np.full((40, 50), 0.5, np.float32)
+    after = before.copy()
+    yy, xx = np.mgrid[0:40, 0:50]
+    lesion = ((xx - 20) / 5.0) ** 2 + ((yy - 18) / 4.0) ** 2 < 1
+    after[lesion] -= 0.2                  # the lesion: darker
+    after[30:32, 38:40] += 0.1            # texture elsewhere in the crop: strong but apart
+    after[10, 30] += 0.01                 # faint: below a quarter of the largest change
+    mask, how = painted_mask(before, after, (5, 5, 45, 38), (14, 13, 26, 23))
+    assert how == "change" and (mask == lesion).all()
+    # a change too faint to show a shape: the lesion box
+    mask, how = painted_mask(before, before + 1e-4, (5, 5, 45, 38), (14, 13, 26, 23))
+    assert how == "box" and mask.sum() == 12 * 10 and mask[13:23, 14:26].all()

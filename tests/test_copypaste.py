@@ -214,7 +214,8 @@ def test_cli_generator_and_copy_paste_is_one_error(world, tmp_path, which_args, 
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert lines == ["error: give exactly one of --generator and --copy-paste"]
+    assert lines == ["error: give exactly one of a generator (--generator) and a patch folder "
+                     "to copy-paste from (--copy-paste)"]
     assert not (tmp_path / "x").exists()
 
 

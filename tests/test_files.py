@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from boneaug.data.files import atomic_path, check_out_dir, write_text_atomic
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_out_dir, write_text_atomic
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):

@@ -84,3 +84,36 @@ def test_range_helpers_round_trip() -> None:
 def test_generator_rejects_non_positive_sizes() -> None:
     with pytest.raises(ValueError):
         ResnetGenerator(n_blocks=0)
+
+
+def _checkerboard(y: torch.Tensor) -> float:
+    """The share of a map's spread that alternates pixel by pixel (a 2x2 checker)."""
+    y = y[0, 0, 8:-8, 8:-8]
+    checker = (y[::2, ::2] + y[1::2, 1::2] - y[::2, 1::2] - y[1::2, ::2]).abs().mean() / 4
+    return float(checker / y.std())
+
+
+def test_resize_upsampling_leaves_no_checkerboard() -> None:
+    """On a smooth input, freshly initialised generators: the transposed convolutions'
+    uneven overlap puts a 2x2 checker into the output (0.35-0.59 of its spread over seeds
+    0-4), resize-then-convolve much less (0.11-0.15)."""
+    ramp = torch.linspace(-1, 1, 64)
+    x = (ramp[None, :] * 0.5 + ramp[:, None] * 0.3)[None, None]
+    x = x + 0.05 * torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    found = {}
+    for mode in ("transpose", "resize"):
+        values = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            net = ResnetGenerator(2, 8, upsample=mode).eval()
+            with torch.no_grad():
+                out = net(x)
+            assert out.shape == x.shape
+            values.append(_checkerboard(out))
+        found[mode] = values
+    assert max(found["resize"]) < 0.5 * min(found["transpose"])
+    assert ResnetGenerator(1, 4).config() == {"n_blocks": 1, "ngf": 4, "in_channels": 1,
+                                              "out_channels": 1}  # files as before
+    assert ResnetGenerator(1, 4, upsample="resize").config()["upsample"] == "resize"
+    with pytest.raises(ValueError, match="upsample"):
+        ResnetGenerator(1, 4, upsample="bilinear")

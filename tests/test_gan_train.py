@@ -376,3 +376,27 @@ def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
     with pytest.raises(BoneaugError, match="gan.device: names CUDA, but CUDA is not available"):
         train_cyclegan(_patches(3, 0), _patches(3, 1), _tiny(device="cuda"), tmp_path,
                        progress=False)
+
+
+def test_progress_is_reported_at_each_checkpoint(tmp_path: Path) -> None:
+    """Where no progress bar shows (an experiment's log), each checkpoint reports how far
+    the run is and how fast it goes."""
+    heard: list[tuple[int, int, float]] = []
+    train_cyclegan(_patches(4, 0), _patches(4, 1), _tiny(checkpoint_every=2), tmp_path / "r",
+                   progress=False, report=lambda *args: heard.append(args))
+    assert [(done, total) for done, total, _ in heard] == [(2, 6), (4, 6)]
+    assert all(rate > 0 for _, _, rate in heard)
+
+
+def test_the_upsampling_choice_reaches_the_generator_file(tmp_path: Path) -> None:
+    from boneaug.gan import load_generator
+
+    assert "upsample" not in _tiny().to_dict()  # older runs' records and keys unchanged
+    assert _tiny(upsample="resize").to_dict()["upsample"] == "resize"
+    with pytest.raises(BoneaugError, match=r"gan.upsample: must be one of transpose, resize"):
+        _tiny(upsample="bilinear").validate()
+    result = train_cyclegan(_patches(4, 0), _patches(4, 1), _tiny(upsample="resize"),
+                            tmp_path / "r", progress=False)
+    generator, info = load_generator(result.generator_path)
+    assert info["network"]["upsample"] == "resize"
+    assert any(isinstance(m, torch.nn.Upsample) for m in generator.modules())

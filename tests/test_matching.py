@@ -278,16 +278,16 @@ def test_a_named_column_the_manifest_lacks_is_an_error() -> None:
     ({"columns": ["centre", "hospital"]}, "cannot match on 'hospital'"),
     ({"columns": ["auto", "age"]}, "either"),
     ({"columns": [3]}, "must be a list"),
-    ({"ratio": 0}, "ratio"),
-    ({"ratio": -1.5}, "ratio"),
-    ({"ratio": True}, "ratio"),
-    ({"age_band": 0}, "age_band"),
-    ({"age_band": 2.5}, "age_band"),
+    ({"ratio": 0}, r"matching.ratio: must be a number > 0 \(got 0\)"),
+    ({"ratio": -1.5}, r"matching.ratio: must be a number > 0 \(got -1.5\)"),
+    ({"ratio": True}, r"matching.ratio: must be a number > 0 \(got True\)"),
+    ({"age_band": 0}, r"matching.age_band: must be an integer >= 1 \(got 0\)"),
+    ({"age_band": 2.5}, r"matching.age_band: must be an integer >= 1 \(got 2.5\)"),
 ])
 def test_bad_config_is_one_line(values: dict[str, Any], message: str) -> None:
     with pytest.raises(BoneaugError, match=message) as err:
         MatchingConfig(**values).validate("exp.yaml: matching")
-    assert str(err.value).startswith("exp.yaml: matching: ") and "\n" not in str(err.value)
+    assert str(err.value).startswith("exp.yaml: matching") and "\n" not in str(err.value)
 
 
 def test_off_leaves_the_table_unchanged() -> None:

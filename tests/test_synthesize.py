@@ -97,6 +97,15 @@ def test_synthesis_invariants(world, tmp_path):
         r = np.hypot((ys + 0.5 - (y0 + y1) / 2) / ((y1 - y0) / 2),
                      (xs + 0.5 - (x0 + x1) / 2) / ((x1 - x0) / 2))
         assert r.max() <= 1.5 + 1e-6
+        # the painted lesion's mask: the film's size, inside the crop, only where the film
+        # changed, and touching the lesion box
+        assert prov["mask"] in ("change", "box")
+        painted = read_image(syn.resolve(row["mask_path"])) > 0
+        assert painted.shape == before_img.shape and painted.any()
+        assert not painted[outside].any()
+        if prov["mask"] == "change":
+            assert (diff | ~painted).all()
+        assert painted[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))].any()
         # recorded for every image (the crude test generator darkens its whole patch, so
         # the value itself is judged in test_blend.py and on trained generators)
         assert np.isfinite(float(row["seam_ratio"])) and float(row["seam_ratio"]) > 0

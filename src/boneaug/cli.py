@@ -104,9 +104,9 @@ def split(
     in_place: bool = typer.Option(False, help="Allow --out to be the input manifest"),
 ) -> None:
     """Patient-level split into train/val/test, stratified by bone x label."""
-    from boneaug.data.files import check_not_an_input
     from boneaug.data.manifest import load_manifest, save_manifest
     from boneaug.data.splits import split_manifest
+    from boneaug.files import check_not_an_input
 
     target = out or manifest.with_name(manifest.stem + ".split.csv")
     if target.resolve() == manifest.resolve() and not in_place:
@@ -170,8 +170,8 @@ def bones(
     """Learn which bone(s) each film shows from the films whose bone is known; assign them,
     with a confidence, to films labelled only by region or not at all."""
     from boneaug.classify.bones import BonesConfig, assign_bones, format_bones, write_bones_sheet
-    from boneaug.data.files import write_json_atomic
     from boneaug.data.manifest import load_manifest, save_manifest
+    from boneaug.files import write_json_atomic
 
     target = out or manifest.with_name(manifest.stem + ".bones.csv")
     if target.resolve() == manifest.resolve():
@@ -246,9 +246,8 @@ def gan_train(
 ) -> None:
     """Train healthy -> lesion (and back) on one bone's patches."""
     from boneaug.config import load_yaml, parse_overrides, section
-    from boneaug.data.files import check_out_dir
-    from boneaug.gan import GanConfig, train_cyclegan
-    from boneaug.patches import load_domains, read_json_object
+    from boneaug.files import check_out_dir
+    from boneaug.gan import GanConfig, train_bone_generator
 
     if out.exists() and not out.is_dir():
         raise BoneaugError(f"{out}: exists and is not a folder; --out must be a folder")
@@ -256,14 +255,7 @@ def gan_train(
         check_out_dir(out, "gan train")  # never among someone's losses.csv or samples
     settings = section(load_yaml(config), "gan", config) if config else {}
     settings = {**settings, **parse_overrides(set_)}
-    gan_config = GanConfig.from_dict(settings)
-    healthy, lesion, info = load_domains(patches)
-    stats_path = patches / "lesion_stats.json"
-    lesion_stats = read_json_object(stats_path) if stats_path.is_file() else None
-    result = train_cyclegan(
-        healthy.patches, lesion.patches, gan_config, out, resume=resume,
-        generator_info={"bone": info.get("bone"), "lesion_stats": lesion_stats,
-                        "patches": {**info.get("settings", {}), "folder": str(patches)}})
+    result = train_bone_generator(patches, GanConfig.from_dict(settings), out, resume=resume)
     if result.rank != 0:
         return
     state = "finished" if result.completed else "stopped (resume with --resume)"
@@ -301,17 +293,13 @@ def synthesize(
 ) -> None:
     """Paint generated lesions onto normal train radiographs of BONE."""
     from boneaug.data.manifest import load_manifest
-    from boneaug.synth import copy_paste_translator
     from boneaug.synth import synthesize as run_synthesis
 
-    if (generator is None) == (copy_paste is None):
-        raise BoneaugError("give exactly one of --generator and --copy-paste")
-    translator = copy_paste_translator(copy_paste, seed) if copy_paste is not None else None
     report = run_synthesis(
-        generator or copy_paste, load_manifest(manifest), bone, out, count=count, ratio=ratio,
+        generator, load_manifest(manifest), bone, out, count=count, ratio=ratio,
         seed=seed, batch_size=batch_size, feather=feather, margin=margin,
         negatives_from=tuple(n.lower() for n in negatives_from), lesion_stats=lesion_stats,
-        device=device, translator=translator)
+        device=device, copy_paste=copy_paste)
     if report.out_dir is None:  # a non-zero rank under torchrun: rank 0 reports
         return
     for warning in report.warnings:

@@ -51,7 +51,6 @@ from boneaug.classify.inputs import classifier_input, fit_square, load_inputs
 from boneaug.classify.model import SmallCNN
 from boneaug.config import build_config, check_device, check_number
 from boneaug.data import BONES, Manifest, read_image
-from boneaug.data.files import atomic_path
 from boneaug.data.films import (
     ASSIGNED_COLUMN,
     SCORES_COLUMN,
@@ -63,6 +62,7 @@ from boneaug.data.films import (
 from boneaug.data.skips import Skips
 from boneaug.distributed import Ranks, fixed_threads, pick_device
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 from boneaug.patches.location import blank_boxes
 
 

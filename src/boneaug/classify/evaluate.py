@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,14 @@ from boneaug.classify.metrics import (
     seed_image_bootstrap,
     sensitivity_at_specificity,
 )
-from boneaug.data.files import read_csv_text
+from boneaug.classify.strategies import FOCUS, REFERENCE, STRATEGIES, TABLE, rank, strategy_of
 from boneaug.errors import BoneaugError
+from boneaug.files import read_csv_text
 
 PREDICTION_COLUMNS = ("bone", "condition", "strategy", "ratio", "generator_bone", "seed",
                       "image_id", "label", "score")
-# The order in which conditions are listed: from no augmentation, through the honest
-# alternatives and the generative ones, to the upper bound and the synthetic-only check.
-STRATEGY_ORDER = ("baseline", "weighted", "oversample", "classic", "copypaste", "gan",
-                  "gan-gated", "gan-transfer", "oracle", "tstr")
+# The order in which conditions are listed (`boneaug.classify.strategies.TABLE`).
+STRATEGY_ORDER = STRATEGIES
 SUMMARY_COLUMNS = ("bone", "condition", "strategy", "ratio", "generator_bone", "seeds",
                    "n_test", "n_test_pos", "auc_mean", "auc_sd", "pr_auc_mean", "pr_auc_sd",
                    "sens90_mean", "sens90_sd", "auc", "auc_lo", "auc_hi", "pr_auc",
@@ -166,7 +166,7 @@ class _Condition:
 
 def summarise(
     predictions: pd.DataFrame,
-    baseline: str = "baseline",
+    baseline: str = REFERENCE.name,
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
@@ -224,7 +224,7 @@ def summarise(
         per_seed = {c.name: _seed_metrics(c) for c in bone_conditions}
         ensembles = {c.name: c.scores.mean(axis=0) for c in bone_conditions}
         reference = next((c for c in bone_conditions if c.name == baseline), None)
-        oracles = [c for c in bone_conditions if c.strategy == "oracle" and c is not reference]
+        oracles = [c for c in bone_conditions if _upper_bound(c.strategy) and c is not reference]
         tests = {} if reference is None else {
             c.name: seed_image_bootstrap(c.labels, c.scores, reference.scores, n_boot=n_boot,
                                          seed=seed, level=level)
@@ -233,8 +233,7 @@ def summarise(
             rows.append(_summary_row(condition, per_seed, ensembles, reference, oracles,
                                      tests, n_boot=n_boot, seed=seed, level=level))
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    rank = {strategy: i for i, strategy in enumerate(STRATEGY_ORDER)}
-    summary["_rank"] = [rank.get(s, len(rank)) for s in summary["strategy"]]
+    summary["_rank"] = [rank(s) for s in summary["strategy"]]
     summary = summary.sort_values(
         ["bone", "_rank", "strategy", "ratio", "generator_bone", "condition"],
         na_position="first", kind="mergesort")
@@ -363,7 +362,7 @@ def _summary_row(
     row["delta_auc"] = roc_auc(labels, ensemble) - roc_auc(labels, reference_ensemble)
     if condition is reference:
         row["delta_seeds"] = 0.0
-        row["gap_note"] = "baseline"
+        row["gap_note"] = REFERENCE.name  # the reference's own row
         return row
     row["delong_p"] = delong_test(labels, ensemble, reference_ensemble).p
     test = tests[condition.name]
@@ -383,6 +382,11 @@ def _summary_row(
                                                            - baseline_auc)
     row["gap_note"] = ""
     return row
+
+
+def _upper_bound(strategy: str) -> bool:
+    kind = strategy_of(strategy)
+    return kind is not None and kind.upper_bound
 
 
 def _beats(test: Any) -> bool:
@@ -487,7 +491,7 @@ def _gap_cell(value: Any, note: Any, reasons: dict[str, str]) -> str:
     if not _missing(value):
         return f"{float(value):.0%}"
     reason = "" if _missing(note) else str(note)
-    if reason in ("", "baseline"):
+    if reason in ("", REFERENCE.name):
         return "-"
     if reason not in reasons:
         reasons[reason] = "abcdefghijklmnopqrstuvwxyz"[len(reasons) % 26]
@@ -579,9 +583,10 @@ def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float,
     n_boot = int(summary.attrs.get("n_boot", 2000) if n_boot is None else n_boot)
     seed = int(summary.attrs.get("seed", 0) if seed is None else seed)
     level = float(summary.attrs.get("level", 0.95))
-    name = f"r{ratio:g}"
     nan = float("nan")
     out = []
+    rivals = [s.condition_name(ratio) for s in TABLE if s.goal_rival]
+    transfers = [s for s in TABLE if s.transfer and s.goal_share]
 
     def gap_line(bone: Any, row: pd.Series, share: float) -> dict[str, Any]:
         gap = float(row["gap_closed"])
@@ -594,16 +599,16 @@ def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float,
 
     for bone, rows in summary.groupby("bone", sort=False):
         by_name = {str(r["condition"]): r for _, r in rows.iterrows()}
-        gan = by_name.get(f"gan-{name}")
-        if gan is not None:
-            line = gap_line(bone, gan, 0.5)
+        focus = by_name.get(FOCUS.condition_name(ratio))
+        if focus is not None:
+            line = gap_line(bone, focus, FOCUS.goal_share)
             out.append(line)
-            for other in (f"oversample-{name}", f"copypaste-{name}"):
+            for other in rivals:
                 if other not in by_name:
                     continue
-                main = compare(predictions, str(bone), str(gan["condition"]), other,
+                main = compare(predictions, str(bone), str(focus["condition"]), other,
                                n_boot=n_boot, seed=seed, level=level)
-                delong = compare(predictions, str(bone), str(gan["condition"]), other,
+                delong = compare(predictions, str(bone), str(focus["condition"]), other,
                                  test="delong")
                 beats = _beats(main)
                 out.append({**line, "vs": other, "delta_seeds": float(main.difference),
@@ -611,9 +616,10 @@ def goal_check(predictions: pd.DataFrame, summary: pd.DataFrame, ratio: float,
                             "boot_p": float(main.p), "delta_auc": float(delong.difference),
                             "delong_p": float(delong.p), "beats": beats, "goal": beats})
         for condition, row in by_name.items():
-            if row["strategy"] == "gan-transfer" and condition.startswith(
-                    f"gan-transfer-{name}-"):
-                out.append(gap_line(bone, row, 1 / 3))
+            for kind in transfers:
+                if row["strategy"] == kind.name and condition.startswith(
+                        kind.condition_name(ratio) + "-"):
+                    out.append(gap_line(bone, row, kind.goal_share))
     return pd.DataFrame(out, columns=list(GOAL_COLUMNS))
 
 
@@ -634,10 +640,15 @@ def format_goal(goal: pd.DataFrame) -> str:
             text = (f"beats {r['vs']}: ΔAUC {_num(r['delta_seeds'], signed=True)} "
                     f"[{_num(r['boot_lo'], signed=True)}, {_num(r['boot_hi'], signed=True)}]"
                     f", p {_p_value(r['boot_p'])}; DeLong p {_p_value(r['delong_p'])}")
-        elif str(r["condition"]).startswith("gan-transfer"):
-            text = f"closes >= 1/3 of the gap: {gap}"
         else:
-            text = f"closes >= 1/2 of the gap: {gap}"
+            text = f"closes >= {_goal_share(str(r['condition']))} of the gap: {gap}"
         lines.append(f"{r['bone']:<8} {r['condition']:<28} {text:<50} "
                      f"{'MET' if r['goal'] else 'not met'}")
     return "\n".join(lines) + "\n"
+
+
+def _goal_share(condition: str) -> Fraction:
+    """The share of the gap the goal asks of a condition: a transfer strategy's, else the
+    focus strategy's."""
+    kinds = [s for s in TABLE if s.transfer and s.goal_share and condition.startswith(s.name)]
+    return Fraction((kinds[0] if kinds else FOCUS).goal_share).limit_denominator(100)

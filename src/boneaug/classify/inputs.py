@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from boneaug.data import Manifest, read_image
-from boneaug.data.files import atomic_path
 from boneaug.data.skips import film_problem
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 from boneaug.patches import bone_region, region_bbox, resize_to
 
 CROPS = ("bone", "image")

@@ -56,15 +56,14 @@ import pandas as pd
 import torch
 
 from boneaug.classify.run import ClassifyReport, score_metrics
-from boneaug.classify.strategies import select
+from boneaug.classify.strategies import BY_NAME, select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
 from boneaug.config import build_config, check_number
 from boneaug.data import Manifest
-from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.films import positives_of
-from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import Skips
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.patches import (
     bone_region,
     crop_reflect,
@@ -76,6 +75,7 @@ from boneaug.patches import (
 )
 from boneaug.patches.extract import TRIES_PER_PATCH
 from boneaug.patches.location import THUMB, BoneLocator, film_thumbnail
+from boneaug.runinfo import write_run_json
 
 EVAL_SEED = 0          # the val and test regions: one draw for every strategy and seed
 HEALTHY_TRIES = 4 * TRIES_PER_PATCH  # lesion films leave healthy regions less room
@@ -464,9 +464,10 @@ def build_region_training(manifest: Manifest, strategy: str, config: ClassifierC
                                f"used: {': '.join(extras.skipped[0])}")
     lesion, healthy = int(train.labels.sum()), int((train.labels == 0).sum())
     repeat, pos_weight = sel.repeat_positives, 1.0
-    if strategy == "oversample" and ratio is None:
+    record = BY_NAME[strategy]
+    if record.repeats_positives and ratio is None:
         repeat = max(1, round(healthy / max(lesion, 1)))
-    if strategy == "weighted":
+    if record.weighs_loss:
         pos_weight = healthy / max(lesion, 1)
     both = train.joined(extras)
     info = _training_info(sel.info or {}, regions, train, extras, val, test)

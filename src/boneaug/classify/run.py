@@ -28,9 +28,9 @@ from boneaug.classify.metrics import pr_auc, roc_auc, sensitivity_at_specificity
 from boneaug.classify.strategies import select
 from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
 from boneaug.data import Manifest
-from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
-from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
+from boneaug.runinfo import write_run_json
 
 if TYPE_CHECKING:
     from boneaug.classify.regions import RegionConfig

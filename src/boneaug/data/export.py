@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from boneaug.data.files import atomic_path, check_not_an_input, check_out_dir, write_text_atomic
 from boneaug.data.imageio import image_size, read_image
 from boneaug.data.manifest import Manifest
-from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_text_atomic
+from boneaug.runinfo import write_run_json
 
 FORMATS = ("coco", "yolo", "masks")
 ORIGINS = ("real", "synthetic", "all")

@@ -36,10 +36,10 @@ from typing import Any
 
 import pandas as pd
 
-from boneaug.data.files import MESSAGE_LIMIT, atomic_path, read_csv_text, short
 from boneaug.data.imageio import cut_short, image_size
 from boneaug.data.skips import film_problem
 from boneaug.errors import BoneaugError, ManifestError
+from boneaug.files import MESSAGE_LIMIT, atomic_path, read_csv_text, short
 
 COLUMNS = ("image_id", "path", "patient_id", "bone", "label", "boxes", "mask_path", "split",
            "origin", "provenance")

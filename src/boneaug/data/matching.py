@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from boneaug.config import check_number
 from boneaug.data.films import MATCHED_OUT_COLUMN, normals_of, positives_of, split_bones
 from boneaug.data.manifest import SPLITS
 from boneaug.errors import BoneaugError
@@ -89,15 +90,8 @@ class MatchingConfig:
         if AUTO in self.columns and len(self.columns) > 1:
             raise BoneaugError(f"{where}: columns is either [auto] or a list of {known}; "
                                f"got {self.columns!r}")
-        ratio = self.ratio
-        if (isinstance(ratio, bool) or not isinstance(ratio, int | float)
-                or not math.isfinite(ratio) or ratio <= 0):
-            raise BoneaugError(f"{where}: ratio (negatives per positive) must be a number "
-                               f"above 0; got {ratio!r}")
-        band = self.age_band
-        if isinstance(band, bool) or not isinstance(band, int) or band < 1:
-            raise BoneaugError(f"{where}: age_band must be a whole number of years, at least "
-                               f"1; got {band!r}")
+        check_number(where, "ratio", self.ratio, 0, bounds="()")  # negatives per positive
+        check_number(where, "age_band", self.age_band, 1, integer=True)  # years
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "ratio": self.ratio, "age_band": self.age_band}

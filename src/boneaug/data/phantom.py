@@ -31,7 +31,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from boneaug.data.files import atomic_path, check_out_dir
 from boneaug.data.imageio import write_png16
 from boneaug.data.manifest import Manifest, new_table, save_manifest
 from boneaug.data.phantom_anatomy import (
@@ -48,8 +47,9 @@ from boneaug.data.phantom_anatomy import (
     sample_pose,
     union_chords,
 )
-from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_out_dir
+from boneaug.runinfo import write_run_json
 
 PHANTOM_BONES = ("femur", "tibia", "humerus")
 FILM_MODES = ("single", "mixed")

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from boneaug.data.files import atomic_path
 from boneaug.data.importers.btxrd import COLUMNS, SITE_BONES
 from boneaug.data.phantom import PhantomConfig, config_dict, validate_config, write_staged
 from boneaug.data.phantom_mixed import FilmImage
 from boneaug.data.phantom_mixedset import MASK_BONES, Job, iterate_films, truth_columns, write_masks
-from boneaug.data.runinfo import write_run_json
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
+from boneaug.runinfo import write_run_json
 
 # Lesion type -> BTXRD subtype column and benign/malignant: the tumour whose radiographic
 # look the type imitates.

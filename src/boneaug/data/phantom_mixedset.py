@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from boneaug.data.files import atomic_path
 from boneaug.data.imageio import write_png16
 from boneaug.data.phantom_films import BONE_REGION, FILM_KINDS
 from boneaug.data.phantom_mixed import FilmImage, render_film
 from boneaug.data.phantom_style import AWKWARD, sample_spec
+from boneaug.files import atomic_path
 
 if TYPE_CHECKING:
     from boneaug.data.phantom import PhantomConfig

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from boneaug.data.files import atomic_path
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 
 MAX_SKIPPED_SHARE = 0.5   # a stage stops when more than this share of its films is unusable
 MIN_FILM_SIDE = 32        # px; a smaller image is not a radiograph boneaug can use

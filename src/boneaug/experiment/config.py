@@ -8,7 +8,6 @@ refused (a typo must not silently run the default).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 from boneaug.classify import STRATEGIES, ClassifierConfig
 from boneaug.classify.bones import BonesConfig
 from boneaug.classify.regions import RegionConfig
-from boneaug.config import check_known, load_yaml
+from boneaug.classify.strategies import REFERENCE, SWEEPABLE, TABLE
+from boneaug.config import check_choice, check_known, check_number, config_error, load_yaml
 from boneaug.data.matching import MatchingConfig
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
 
-SWEEPABLE = ("oversample", "copypaste", "gan", "oracle")
 LEVELS = ("image", "region")
 
 
@@ -104,25 +103,22 @@ class DataConfig:
     phantom: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
-        if self.source not in ("phantom", "manifest"):
-            raise BoneaugError(f"{where}.source: must be phantom or manifest, got "
-                               f"{self.source!r}")
+        check_choice(where, "source", self.source, ("phantom", "manifest"))
         if self.source == "manifest" and not self.manifest:
             raise BoneaugError(f"{where}.manifest: needed when source is manifest")
         if not self.bones or not all(isinstance(b, str) for b in self.bones):
             raise BoneaugError(f"{where}.bones: a non-empty list of bone names")
         self.bones = [b.strip().lower() for b in self.bones]
-        if self.prevalence is not None and not 0 < self.prevalence < 1:
-            raise BoneaugError(f"{where}.prevalence: must be in (0, 1) or null, got "
-                               f"{self.prevalence}")
-        if not (0 <= self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
-            raise BoneaugError(f"{where}: need 0 <= val, 0 < test and val + test < 1")
+        if self.prevalence is not None:
+            check_number(where, "prevalence", self.prevalence, 0, 1, bounds="()")
+        check_number(where, "val", self.val, 0, 1, bounds="[)")
+        check_number(where, "test", self.test, 0, 1, bounds="()")
+        if self.val + self.test >= 1:
+            raise config_error(where, "val", self.val, f"and test ({self.test}) must add up "
+                               "to less than 1")
         for key in ("normal", "lesion", "size"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise BoneaugError(f"{where}.{key}: must be a positive whole number")
-        if self.assign not in ("auto", "always", "never"):
-            raise BoneaugError(f"{where}.assign: must be auto, always or never, got "
-                               f"{self.assign!r}")
+            check_number(where, key, getattr(self, key), 1, integer=True)
+        check_choice(where, "assign", self.assign, ("auto", "always", "never"))
 
 
 @dataclass
@@ -167,10 +163,8 @@ class ProbeConfig:
     folds: int = 5
 
     def validate(self, where: str) -> None:
-        if not isinstance(self.side, int) or self.side < 4:
-            raise BoneaugError(f"{where}.side: must be a whole number >= 4")
-        if not isinstance(self.folds, int) or self.folds < 2:
-            raise BoneaugError(f"{where}.folds: must be a whole number >= 2")
+        check_number(where, "side", self.side, 4, integer=True)
+        check_number(where, "folds", self.folds, 2, integer=True)
 
 
 @dataclass
@@ -178,7 +172,8 @@ class ProtocolConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     ratios: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0])
     main_ratio: float = 3.0          # the ratio of strategies that are not swept
-    sweep: list[str] = field(default_factory=lambda: ["gan", "oracle"])
+    sweep: list[str] = field(default_factory=lambda: [s.name for s in TABLE
+                                                      if s.swept_by_default])
     seeds: int = 3
     transfer_from: list[str] | None = None   # generator bones for gan-transfer (None: all)
     bones: list[str] | None = None   # the bones to train and test classifiers of (None: all
@@ -194,18 +189,17 @@ class ProtocolConfig:
         if unknown:
             raise BoneaugError(f"{where}.strategies: unknown {unknown[0]!r} (known: "
                                f"{', '.join(STRATEGIES)})")
-        if "baseline" not in self.strategies:
-            raise BoneaugError(f"{where}.strategies: must include baseline (every test is "
-                               "against it)")
+        if REFERENCE.name not in self.strategies:
+            raise BoneaugError(f"{where}.strategies: must include {REFERENCE.name} (every "
+                               "test is against it)")
         bad_sweep = [s for s in self.sweep if s not in SWEEPABLE]
         if bad_sweep:
             raise BoneaugError(f"{where}.sweep: {bad_sweep[0]!r} has no ratio (sweepable: "
                                f"{', '.join(SWEEPABLE)})")
-        for r in [*self.ratios, self.main_ratio]:
-            if not isinstance(r, int | float) or not math.isfinite(r) or r <= 0:
-                raise BoneaugError(f"{where}: ratios must be positive numbers, got {r!r}")
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise BoneaugError(f"{where}.seeds: must be a positive whole number")
+        for r in self.ratios:
+            check_number(where, "ratios", r, 0, bounds="()")
+        check_number(where, "main_ratio", self.main_ratio, 0, bounds="()")
+        check_number(where, "seeds", self.seeds, 1, integer=True)
         bad_level = [v for v in self.levels if v not in LEVELS]
         if bad_level or not self.levels:
             raise BoneaugError(f"{where}.levels: a non-empty list of {', '.join(LEVELS)}, "
@@ -248,12 +242,9 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     gate = _take(GateConfig, protocol_values.pop("gate", None), f"{where}: protocol.gate")
     protocol = _take(ProtocolConfig, protocol_values, f"{where}: protocol")
     protocol.gate = gate
-    if gate.direction not in ("any", "darker", "brighter"):
-        raise BoneaugError(f"{where}: protocol.gate.direction: must be any, darker or "
-                           f"brighter, got {gate.direction!r}")
-    if not 0 <= gate.normal_quantile <= 1:
-        raise BoneaugError(f"{where}: protocol.gate.normal_quantile: must be in [0, 1], got "
-                           f"{gate.normal_quantile!r}")
+    check_choice(f"{where}: protocol.gate", "direction", gate.direction,
+                 ("any", "darker", "brighter"))
+    check_number(f"{where}: protocol.gate", "normal_quantile", gate.normal_quantile, 0, 1)
     protocol.validate(f"{where}: protocol")
     outside = [b for b in (protocol.bones or []) if b not in data.bones]
     if outside:
@@ -265,8 +256,8 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     if not isinstance(classifier_values, dict):
         raise BoneaugError(f"{where}: classifier must be a mapping of settings")
     seed = values.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise BoneaugError(f"{where}: seed must be a whole number, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):  # top level: "<file>: seed"
+        raise BoneaugError(f"{where}: seed: must be an integer (got {seed!r})")
     matching = _take(MatchingConfig, values.get("matching"), f"{where}: matching")
     matching.validate(f"{where}: matching")
     probe = _take(ProbeConfig, values.get("probe"), f"{where}: probe")
@@ -276,7 +267,7 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     return ExperimentConfig(
         name=str(values.get("name", "experiment")), seed=seed, data=data,
         patches=_take(PatchesConfig, values.get("patches"), f"{where}: patches"),
-        gan=GanConfig.from_dict({"seed": seed, **gan_values}),
+        gan=GanConfig.from_dict({"seed": seed, **gan_values}, f"{where}: gan"),
         synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
         classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
         protocol=protocol, assign=_assign(values.get("assign"), seed, f"{where}: assign"),

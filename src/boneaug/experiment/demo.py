@@ -17,7 +17,7 @@ import pandas as pd
 
 from boneaug.errors import BoneaugError
 from boneaug.experiment.config import load_experiment_config
-from boneaug.experiment.evidence import verdict
+from boneaug.experiment.evidence import HEADLINE_KEYS, verdict
 from boneaug.experiment.protocol import ExperimentResult, run_experiment
 
 DEMO_CONFIG = "phantom-demo.yaml"
@@ -58,7 +58,7 @@ def findings(headline_csv: Path) -> str:
         table = pd.DataFrame()
     for _, row in table.iterrows():
         row = row.copy()
-        for key in ("best_other", "best_gan", "oracle"):
+        for key in HEADLINE_KEYS:
             row[key] = "" if pd.isna(row[key]) else str(row[key])
         lines.append(f"- {verdict(row)}")
     if table.empty:

@@ -28,28 +28,43 @@ that resamples test images and training seeds (`summarise`'s ``delta_seeds`` and
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from boneaug.classify.evaluate import ALPHA
 from boneaug.classify.probe import ProbeResult, probe_arrays, probe_films
+from boneaug.classify.strategies import REFERENCE, TABLE
 from boneaug.data import Manifest
 from boneaug.data.films import normals_of, positives_of
 from boneaug.data.matching import MATCHED_OUT_COLUMN
 
-# The headline's groups of strategies.
-NON_GENERATIVE = ("weighted", "oversample", "classic", "copypaste")
-GENERATIVE = ("gan", "gan-gated", "gan-transfer", "tstr")
+
+class HeadlineGroup(NamedTuple):
+    """A group of strategies whose best condition the headline shows beside the
+    reference (the headline's yardstick)."""
+
+    key: str                       # its columns' prefix
+    label: str                     # in the terminal's headline
+    title: str                     # in the report's headline table
+    strategies: tuple[str, ...]
+
+
+NON_GENERATIVE = tuple(s.name for s in TABLE
+                       if not (s.reference or s.generative or s.upper_bound))
+GENERATIVE = tuple(s.name for s in TABLE if s.generative)
+UPPER_BOUND = tuple(s.name for s in TABLE if s.upper_bound)
+HEADLINE_GROUPS = (HeadlineGroup("best_other", "best other", "best non-generative",
+                                 NON_GENERATIVE),
+                   HeadlineGroup("best_gan", "best generative", "best generative", GENERATIVE),
+                   HeadlineGroup("oracle", "oracle", "oracle", UPPER_BOUND))
+HEADLINE_KEYS = tuple(g.key for g in HEADLINE_GROUPS)
 
 HEADLINE_COLUMNS = ("level", "bone", "probe_auc", "probe_low", "probe_high",
                     "metadata_auc", "baseline_auc",
-                    "best_other", "best_other_auc", "best_other_delta", "best_other_p",
-                    "best_other_delong_p",
-                    "best_gan", "best_gan_auc", "best_gan_delta", "best_gan_p",
-                    "best_gan_delong_p",
-                    "oracle", "oracle_auc", "oracle_delta", "oracle_p", "oracle_delong_p")
+                    *(key + suffix for key in HEADLINE_KEYS
+                      for suffix in ("", "_auc", "_delta", "_p", "_delong_p")))
 
 
 def _training_rows(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...]
@@ -126,7 +141,7 @@ def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
     for level, summary in summaries.items():
         for bone, rows in summary.groupby("bone", sort=False):
             probe = _probe_for(probes, level, str(bone))
-            base = rows[rows["strategy"].astype(str) == "baseline"]
+            base = rows[rows["strategy"].astype(str) == REFERENCE.name]
             row: dict[str, Any] = {
                 "level": level, "bone": bone,
                 "probe_auc": probe.get("auc") if probe else math.nan,
@@ -134,8 +149,7 @@ def headline(summaries: dict[str, pd.DataFrame], probes: list[dict[str, Any]]
                 "metadata_auc": (probe.get("metadata_auc") if probe
                                  and probe.get("metadata_auc") is not None else math.nan),
                 "baseline_auc": float(base["auc_mean"].iloc[0]) if len(base) else math.nan}
-            for prefix, group in (("best_other", NON_GENERATIVE), ("best_gan", GENERATIVE),
-                                  ("oracle", ("oracle",))):
+            for prefix, _, _, group in HEADLINE_GROUPS:
                 best = _best(rows, group)
                 row[prefix] = "" if best is None else str(best["condition"])
                 for suffix, column in (("_auc", "auc_mean"), ("_delta", "delta_seeds"),
@@ -165,8 +179,8 @@ def format_headline(table: pd.DataFrame) -> str:
             f", metadata {r['metadata_auc']:.2f}")
         lines.append(
             f"{r['level']:<6} {r['bone']:<8} probe {probe}{meta} | baseline "
-            f"{r['baseline_auc']:.3f} | best other {_cell(r, 'best_other')} | best generative "
-            f"{_cell(r, 'best_gan')} | oracle {_cell(r, 'oracle')}")
+            f"{r['baseline_auc']:.3f} | "
+            + " | ".join(f"{g.label} {_cell(r, g.key)}" for g in HEADLINE_GROUPS))
         lines.append("       " + verdict(r))
     return "\n".join(lines)
 
@@ -192,21 +206,22 @@ def verdict(r: pd.Series) -> str:
     meta = r["metadata_auc"]
     caveat = (f" (but the metadata alone reach AUC {meta:.2f})"
               if math.isfinite(meta) and meta > WARN_AUC else "")
+    other, generative, bound = HEADLINE_KEYS
     beats = {k: bool(r[k]) and math.isfinite(r[f"{k}_p"]) and r[f"{k}_p"] < ALPHA
-             and r[f"{k}_delta"] > 0 for k in ("best_other", "best_gan", "oracle")}
-    if beats["best_gan"]:
-        found = f"{r['best_gan']} beats the baseline (p < {ALPHA:g})"
-    elif beats["best_other"]:
-        found = (f"no generative strategy beats the baseline, {r['best_other']} does "
+             and r[f"{k}_delta"] > 0 for k in HEADLINE_KEYS}
+    if beats[generative]:
+        found = f"{r[generative]} beats the baseline (p < {ALPHA:g})"
+    elif beats[other]:
+        found = (f"no generative strategy beats the baseline, {r[other]} does "
                  f"(p < {ALPHA:g})")
     else:
         found = f"no strategy beats the baseline (p < {ALPHA:g})"
-    if not r["oracle"]:
+    if not r[bound]:
         oracle = "no oracle in this run"
-    elif beats["oracle"]:
+    elif beats[bound]:
         oracle = "the oracle (more real lesions) does"
     else:
         oracle = ("the oracle does not either: this run cannot show that more lesions help"
-                  if not (beats["best_gan"] or beats["best_other"]) else
+                  if not (beats[generative] or beats[other]) else
                   "the oracle does not")
     return f"{where}: {found}; {oracle}{caveat}"

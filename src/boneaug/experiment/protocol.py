@@ -1,28 +1,8 @@
 """The whole protocol from one config: data -> per-bone GANs -> synthesis -> classifiers ->
 evaluation -> report, resumable stage by stage.
 
-Run folder layout (`run_experiment(config, out_dir)`):
-
-```
-config.yaml  run.json  stages/<stage>.json        the config, provenance, finished stages
-phantom/                                          rendered radiographs (phantom source)
-data/manifest.csv  data/oracle-pool.csv           the split, rarity-subsampled manifest and
-data/stats.txt  data/skipped.csv                  the held-back real train positives;
-data/bones.json  data/bones-sheet.png             films skipped; which bone each film shows
-patches/<bone>/   gan/<bone>/                     per-bone patch domains and CycleGAN
-synth/gan/<bone>-s<seed>/                         synthetic positives of the bone's generator
-synth/gan/<bone>-from-<g>-s<seed>/                ... of bone g's generator (transfer)
-synth/copypaste/<bone>-s<seed>/                   real lesions pasted (copy-paste)
-gate/<bone>/                                      quality-gate scores and the kept rows
-cls/<bone>/<condition>/seed<k>/                   one classifier (`boneaug.classify.classify`)
-cls-region/<bone>/<condition>/seed<k>/            one region-level classifier (levels: region)
-evaluation/predictions.csv runs.csv gate.json     every test prediction, every run (first level)
-evaluation/predictions-<level>.csv runs-<level>.csv   ... of the other level
-evaluation/probe.json levels.json skipped.csv     shortcut probes, levels, skipped films
-results.csv  results-<level>.csv  report.html     the report
-headline.csv                                      per level and bone: probe, baseline, best
-                                                  strategies, oracle and the verdict
-```
+Run folder layout (`run_experiment(config, out_dir)`): `boneaug.experiment.paths`, whose
+`RunPaths` names every file and folder of a run for the stages here and for the report.
 
 **Stages and their inputs.** A finished stage is recorded in ``stages/`` with a key: the
 settings it used and the keys (or content) of what it read. Run again, a stage is skipped
@@ -60,12 +40,14 @@ import contextlib
 import hashlib
 import json
 import math
-import re
+import os
 import shutil
 import time
+import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +57,6 @@ import torch
 import yaml
 
 from boneaug.classify import (
-    USES_EXTRA,
     ClassifierConfig,
     classify,
     format_goal,
@@ -89,14 +70,13 @@ from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.classify.probe import ProbeResult, format_probe
 from boneaug.classify.regions import _survey, classify_regions, region_set
+from boneaug.classify.strategies import REFERENCE, Extra, Strategy, known_strategy
 from boneaug.classify.tiles import score_films
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
-from boneaug.data.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.data.films import is_region, normals_of, positives_of
 from boneaug.data.manifest import check_manifest
 from boneaug.data.matching import apply_matching, format_matching
 from boneaug.data.phantom import PhantomConfig, make_phantom, validate_config
-from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import SKIPPED_FILE, Skips, read_skipped
 from boneaug.data.splits import split_manifest
 from boneaug.data.stats import describe_manifest
@@ -109,19 +89,16 @@ from boneaug.experiment.evidence import (
     region_probe,
     verdict,
 )
-from boneaug.gan import train_cyclegan
+from boneaug.experiment.paths import LEVEL_SUFFIX, RunPaths, SynthFolder
+from boneaug.files import check_out_dir, write_json_atomic, write_text_atomic
+from boneaug.gan import train_bone_generator
 from boneaug.gan.networks import check_patch_size
-from boneaug.patches import extract_patches, load_domains
+from boneaug.patches import extract_patches
 from boneaug.patches.extract import check_patch_fits
+from boneaug.runinfo import write_run_json
 from boneaug.synth import synthesize
-from boneaug.synth.copypaste import copy_paste_translator
 
 Say = Callable[[str], None]
-
-# Where each level's classifiers go (also the prefix of their stage names), and the
-# suffix of its evaluation files when it is not the run's first level.
-LEVEL_FOLDER = {"image": "cls", "region": "cls-region"}
-LEVEL_SUFFIX = {"image": "-image", "region": "-region"}
 
 
 @dataclass
@@ -135,6 +112,11 @@ class Condition:
     generator_bone: str = ""
     extra: str = ""            # the extra-positives manifest, relative to the run folder
 
+    @property
+    def kind(self) -> Strategy:
+        """The record of its strategy (`boneaug.classify.strategies`)."""
+        return known_strategy(self.strategy)
+
 
 @dataclass
 class ExperimentResult:
@@ -143,14 +125,6 @@ class ExperimentResult:
     table: str
     report: Path | None
     seconds: float
-
-
-def _ratio_name(ratio: float) -> str:
-    return f"r{ratio:g}"
-
-
-def _stage_file(run_dir: Path, name: str) -> Path:
-    return run_dir / "stages" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json")
 
 
 def stage_key(**parts: Any) -> str:
@@ -164,11 +138,11 @@ class Stages:
     ``stages/`` holding the stage's info and its key (`stage_key`)."""
 
     def __init__(self, run_dir: Path, say: Say) -> None:
-        self.run_dir, self.say = run_dir, say
+        self.paths, self.say = RunPaths(run_dir), say
         self.started = time.time()
 
     def _saved(self, name: str) -> dict[str, Any] | None:
-        path = _stage_file(self.run_dir, name)
+        path = self.paths.stage_file(name)
         if not path.is_file():
             return None
         try:
@@ -189,7 +163,7 @@ class Stages:
         return saved is not None and saved.get("stage_key") != key
 
     def mark(self, name: str, key: str, info: dict[str, Any]) -> None:
-        write_json_atomic(_stage_file(self.run_dir, name), {**info, "stage_key": key})
+        write_json_atomic(self.paths.stage_file(name), {**info, "stage_key": key})
 
     def elapsed(self) -> str:
         return _duration(time.time() - self.started)
@@ -211,7 +185,7 @@ def _open_run(config: ExperimentConfig, out_dir: Path, fresh: bool, say: Say = p
     the stages whose inputs it changes are redone (`Stages`)."""
     check_out_dir(out_dir, "experiment")
     wanted = json.loads(json.dumps(_comparable(config.to_dict())))
-    saved = out_dir / "config.yaml"
+    saved = RunPaths(out_dir).config
     if fresh and out_dir.exists():
         _check_fresh(config, out_dir)
         shutil.rmtree(out_dir)
@@ -298,7 +272,7 @@ def preflight(config: ExperimentConfig) -> None:
             raise BoneaugError(f"{where}: patches.size {config.patches.size} is larger than "
                                f"the phantom's films (data.size {config.data.size})")
         return
-    manifest = _load_source(config, Path(), Skips("data"))  # reads; writes nothing
+    manifest = _load_source(config, RunPaths(Path()), Skips("data"))  # reads; writes nothing
     table = manifest.table
     for bone in config.data.bones:
         lesions = table[positives_of(table, bone) & (table["boxes"].str.len() > 0)]
@@ -322,12 +296,12 @@ def _check_splits(config: ExperimentConfig, manifest: Manifest) -> None:
                     f"classifier needs both there (more films, or a larger data.{split})")
 
 
-def _load_source(config: ExperimentConfig, run_dir: Path, skips: Skips) -> Manifest:
+def _load_source(config: ExperimentConfig, paths: RunPaths, skips: Skips) -> Manifest:
     """The input manifest: rendered (phantom) or the user's; films whose image cannot be
     read are dropped into `skips` (an unusable film costs itself, not the run)."""
     data = config.data
     if data.source == "phantom":
-        return load_manifest(make_phantom(run_dir / "phantom", _phantom_config(config)))
+        return load_manifest(make_phantom(paths.phantom, _phantom_config(config)))
     manifest, problems = check_manifest(Path(data.manifest or ""))
     errors = [p for p in problems if p.severity == "error"]
     unreadable = {p.line for p in errors if p.column in ("path", "mask_path")}
@@ -350,10 +324,10 @@ def _load_source(config: ExperimentConfig, run_dir: Path, skips: Skips) -> Manif
     return manifest
 
 
-def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str, Any]:
+def _prepare_data(config: ExperimentConfig, paths: RunPaths, say: Say) -> dict[str, Any]:
     data = config.data
     skips = Skips("data")
-    manifest = _load_source(config, run_dir, skips)
+    manifest = _load_source(config, paths, skips)
     needs_split = data.source == "phantom" or not (manifest.table["split"] != "").any()
     if needs_split:
         result = split_manifest(manifest, val=data.val, test=data.test, seed=config.seed,
@@ -365,11 +339,11 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
     if (table["origin"] == "synthetic").any():
         raise BoneaugError(f"{manifest.source}: the experiment's input must hold real images "
                            "only (its synthetic positives are made by the experiment)")
-    (run_dir / "data").mkdir(exist_ok=True)
+    paths.data.mkdir(exist_ok=True)
     info: dict[str, Any] = {}
     open_labels = int(table["bone"].map(is_region).sum())
     if data.assign == "always" or (data.assign == "auto" and open_labels):
-        assigned = assign_bones(manifest, config.assign, cache_dir=run_dir / "cache")
+        assigned = assign_bones(manifest, config.assign, cache_dir=paths.cache)
         for row in assigned.skipped.rows:
             skips.add(row["image_id"], row["path"], row["reason"])
         manifest = assigned.manifest
@@ -377,8 +351,8 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
         manifest.table = manifest.table[~manifest.table["image_id"].isin(
             assigned.skipped.ids())].reset_index(drop=True)
         table = manifest.table
-        write_json_atomic(run_dir / "data" / "bones.json", assigned.to_dict())
-        write_bones_sheet(manifest, run_dir / "data" / "bones-sheet.png", seed=config.seed)
+        write_json_atomic(paths.bones_json, assigned.to_dict())
+        write_bones_sheet(manifest, paths.bones_sheet, seed=config.seed)
         info["assign"] = assigned.to_dict()
         say(format_bones(assigned))
         for warning in assigned.warnings:
@@ -417,11 +391,11 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
                         "held_back": int(len(positives) - keep)}
     pool = Manifest(table.loc[held_back].reset_index(drop=True), root=manifest.root)
     main = Manifest(table.drop(index=held_back).reset_index(drop=True), root=manifest.root)
-    save_manifest(main, run_dir / "data" / "manifest.csv")
-    save_manifest(pool, run_dir / "data" / "oracle-pool.csv")
-    skips.write(run_dir / "data")
+    save_manifest(main, paths.manifest)
+    save_manifest(pool, paths.oracle_pool)
+    skips.write(paths.data)
     stats = describe_manifest(main)
-    write_text_atomic(run_dir / "data" / "stats.txt", stats + "\n")
+    write_text_atomic(paths.stats, stats + "\n")
     return {**info, "counts": counts, "images": len(main), "held_back": len(held_back),
             "skipped": len(skips)}
 
@@ -432,46 +406,33 @@ def _prepare_data(config: ExperimentConfig, run_dir: Path, say: Say) -> dict[str
 def conditions(config: ExperimentConfig) -> list[Condition]:
     """Every (bone, condition) the config asks for, in a fixed order."""
     proto = config.protocol
-    out: list[Condition] = []
-    seed = config.seed
-    for bone in proto.bones or config.data.bones:
-        for strategy in proto.strategies:
-            ratios = proto.ratios if strategy in proto.sweep else [proto.main_ratio]
-            if strategy in ("baseline", "weighted", "classic"):
-                out.append(Condition(bone, strategy, strategy))
-            elif strategy == "oversample":
-                out += [Condition(bone, f"oversample-{_ratio_name(r)}", strategy, r)
-                        for r in ratios]
-            elif strategy == "copypaste":
-                out += [Condition(bone, f"copypaste-{_ratio_name(r)}", strategy, r,
-                                  extra=f"synth/copypaste/{bone}-s{seed}/synthetic.csv")
-                        for r in ratios]
-            elif strategy == "gan":
-                out += [Condition(bone, f"gan-{_ratio_name(r)}", strategy, r, bone,
-                                  f"synth/gan/{bone}-s{seed}/synthetic.csv") for r in ratios]
-            elif strategy == "gan-gated":
-                r = proto.main_ratio
-                out.append(Condition(bone, f"gan-gated-{_ratio_name(r)}", strategy, r, bone,
-                                     f"gate/{bone}/gated.csv"))
-            elif strategy == "gan-transfer":
-                r = proto.main_ratio
-                sources = proto.transfer_from or config.data.bones
-                out += [Condition(bone, f"gan-transfer-{_ratio_name(r)}-from-{g}", strategy, r,
-                                  g, f"synth/gan/{bone}-from-{g}-s{seed}/synthetic.csv")
-                        for g in sources if g != bone]
-            elif strategy == "oracle":
-                out += [Condition(bone, f"oracle-{_ratio_name(r)}", strategy, r,
-                                  extra="data/oracle-pool.csv") for r in ratios]
-            elif strategy == "tstr":
-                r = proto.main_ratio
-                out.append(Condition(bone, f"tstr-{_ratio_name(r)}", strategy, r, bone,
-                                     f"synth/gan/{bone}-s{seed}/synthetic.csv"))
+    return [c for bone in proto.bones or config.data.bones for strategy in proto.strategies
+            for c in _conditions_of(config, bone, known_strategy(strategy))]
+
+
+def _conditions_of(config: ExperimentConfig, bone: str, kind: Strategy) -> list[Condition]:
+    """One strategy's conditions of `bone`: one per ratio it runs at (see `Ratio`), and
+    for a transfer strategy one per generator bone."""
+    proto = config.protocol
+    ratios: list[float | None] = [None]
+    if kind.uses_ratio:
+        ratios = (list(proto.ratios) if kind.sweepable and kind.name in proto.sweep
+                  else [proto.main_ratio])
+    generators = [bone if kind.needs_generator else ""]
+    if kind.transfer:
+        generators = [g for g in proto.transfer_from or config.data.bones if g != bone]
+    where = RunPaths(Path())  # relative to the run folder
+    out = []
+    for ratio in ratios:
+        for generator in generators:
+            extra = where.extra_positives(kind.extra, bone, config.seed, generator)
+            out.append(Condition(bone, kind.condition_name(ratio, generator), kind.name, ratio,
+                                 generator, "" if extra is None else where.relative(extra)))
     return out
 
 
-def _max_ratio(config: ExperimentConfig, strategies: set[str]) -> float:
-    ratios = [c.ratio for c in conditions(config)
-              if c.strategy in strategies and c.ratio is not None]
+def _max_ratio(all_conditions: list[Condition], chosen: Callable[[Strategy], bool]) -> float:
+    ratios = [c.ratio for c in all_conditions if chosen(c.kind) and c.ratio is not None]
     return max(ratios) if ratios else 0.0
 
 
@@ -487,16 +448,16 @@ def lesion_change(image: np.ndarray, reference: np.ndarray, box: list[float]
     return (float(np.abs(diff).mean()), float(diff.mean())) if diff.size else (0.0, 0.0)
 
 
-def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest) -> dict:
+def _gate(config: ExperimentConfig, paths: RunPaths, bone: str, manifest: Manifest) -> dict:
     """Score the bone's synthetic positives with the seed-0 real-data (baseline) classifier
     and by their visible change; keep those above both thresholds (``gate/<bone>/``)."""
-    model_file = run_dir / "cls" / bone / "baseline" / "seed0" / "model.pt"
+    model_file = paths.classifier("image", bone, REFERENCE.name, 0) / "model.pt"
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     cls_config = ClassifierConfig.from_dict(saved["config"])
     model = build_classifier(cls_config.arch, cls_config.width, cls_config.pool)
     model.load_state_dict(saved["state_dict"])
-    synthetic = load_manifest(run_dir / "synth" / "gan" / f"{bone}-s{config.seed}" /
-                              "synthetic.csv")
+    scored_folder = paths.own_synth(bone, config.seed)
+    synthetic = load_manifest(paths.synthetic(scored_folder))
     table = manifest.table
     val_normals = table.index[(table["split"] == "val") & (table["origin"] == "real")
                               & normals_of(table, bone, _negatives_from(config, bone))]
@@ -505,15 +466,15 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
         if cls_config.crop == "tiles":  # a film scores as its highest tile, as when tested
             side_rel = float(saved["selection"]["tiles"]["side_rel"])
             every = source.table.index.tolist() if rows is None else rows
-            sites = _survey(manifest, bone, config.regions, run_dir / "cache")
+            sites = _survey(manifest, bone, config.regions, paths.cache)
             scored, ids = score_films(model, source, every, bone, side_rel, cls_config,
-                                      sites, run_dir / "cache")
+                                      sites, paths.cache)
             if len(ids) != len(every):
                 raise BoneaugError(f"{source.source}: {len(every) - len(ids)} film(s) could "
                                    "not be read for the quality gate")
             return scored
         return predict(model, load_inputs(source, rows, cls_config.size, cls_config.crop,
-                                          run_dir / "cache", aspect=cls_config.aspect),
+                                          paths.cache, aspect=cls_config.aspect),
                        cls_config)
 
     syn_scores = scores(synthetic, None)
@@ -531,20 +492,20 @@ def _gate(config: ExperimentConfig, run_dir: Path, bone: str, manifest: Manifest
     direction_ok = {"any": np.ones(len(signed), bool), "darker": signed < 0,
                     "brighter": signed > 0}[gate.direction]
     keep = (syn_scores >= threshold) & (changes >= gate.min_change) & direction_ok
-    out = run_dir / "gate" / bone
+    out = paths.gate(bone)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"image_id": synthetic.table["image_id"], "score": syn_scores,
                   "change": changes, "signed_change": signed,
                   "kept": keep.astype(int)}).to_csv(out / "scores.csv", index=False)
     kept = Manifest(new_table(synthetic.table[keep].to_dict("records")), root=synthetic.root)
-    save_manifest(kept, out / "gated.csv")
+    save_manifest(kept, paths.gated(bone))
     return {"bone": bone, "threshold": threshold, "normal_quantile": gate.normal_quantile,
             "min_change": gate.min_change, "scored": int(len(keep)), "kept": int(keep.sum()),
             "dropped": int(len(keep) - keep.sum()),
             "dropped_by_score": int((syn_scores < threshold).sum()),
             "dropped_by_change": int((changes < gate.min_change).sum()),
             "direction": gate.direction, "dropped_by_direction": int((~direction_ok).sum()),
-            "source": f"synth/gan/{bone}-s{config.seed}"}
+            "source": scored_folder.relative}
 
 
 # --------------------------------------------------------------------------- the run
@@ -559,10 +520,10 @@ class _Run:
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, say: Say, progress: bool
                  ) -> None:
-        self.config, self.run_dir, self.say, self.progress = config, run_dir, say, progress
+        self.config, self.say, self.progress = config, say, progress
+        self.paths = RunPaths(run_dir)
         self.stages = Stages(run_dir, say)
         self.conditions = conditions(config)
-        self.strategies = {c.strategy for c in self.conditions}
         self.keys: dict[str, str] = {}     # stage or output folder -> its key
         self.manifest: Manifest | None = None
         self.counts: dict[str, dict[str, int]] = {}
@@ -585,7 +546,7 @@ class _Run:
                         matching=config.matching.to_dict(), seed=config.seed)
         info = self._stage("data", key)
         if info is None:
-            info = _prepare_data(config, self.run_dir, self.say)
+            info = _prepare_data(config, self.paths, self.say)
             self.stages.mark("data", key, info)
             self.step(f"data: {info['images']} images; per bone train positives kept / held "
                       "back: " + ", ".join(f"{b} {c['train_pos']}/{c['held_back']}"
@@ -593,20 +554,20 @@ class _Run:
                       + (f"; {info['skipped']} film(s) skipped (data/skipped.csv)"
                          if info.get("skipped") else ""))
         self.counts = info["counts"]
-        self.manifest = load_manifest(self.run_dir / "data" / "manifest.csv")
+        self.manifest = load_manifest(self.paths.manifest)
         _check_splits(config, self.manifest)
         table = self.manifest.table
         for bone in config.data.bones:
             self.keys[f"rows:{bone}"] = rows_key(table, bone, _negatives_from(config, bone))
-        pool = load_manifest(self.run_dir / "data" / "oracle-pool.csv")
-        self.keys["data/oracle-pool.csv"] = stage_key(
+        pool = load_manifest(self.paths.oracle_pool)
+        self.keys[self.paths.relative(self.paths.oracle_pool)] = stage_key(
             pool=pool.table[["image_id", "bone", "boxes"]].astype(str).to_numpy().tolist())
         for bone in config.data.bones:  # a bone's probe reads only its own held-back films
             self.keys[f"pool:{bone}"] = stage_key(pool=pool.table.loc[
                 pool.table["bone"] == bone, ["image_id", "path", "boxes"]].astype(str)
                 .to_numpy().tolist())
-        if "oracle" in self.strategies:
-            need = _max_ratio(config, {"oracle"})
+        if any(c.kind.upper_bound for c in self.conditions):
+            need = _max_ratio(self.conditions, lambda k: k.upper_bound)
             for bone, c in self.counts.items():
                 if math.ceil(need * c["train_pos"]) > c["held_back"]:
                     raise BoneaugError(
@@ -630,7 +591,7 @@ class _Run:
         info = self._stage(f"probe:{bone}", key)
         if info is None:
             assert self.manifest is not None
-            pool = load_manifest(self.run_dir / "data" / "oracle-pool.csv")
+            pool = load_manifest(self.paths.oracle_pool)
             settings = dict(side=config.probe.side, folds=config.probe.folds, seed=config.seed,
                             n_boot=config.protocol.n_boot)
             results, problems = [], []
@@ -664,8 +625,7 @@ class _Run:
 
     # 2. per-bone patches and CycleGAN
     def generator_bones(self) -> set[str]:
-        return {c.generator_bone for c in self.conditions
-                if c.strategy in ("gan", "gan-gated", "gan-transfer", "tstr")}
+        return {c.generator_bone for c in self.conditions if c.kind.needs_generator}
 
     def patches(self, bone: str) -> None:
         config = self.config
@@ -676,7 +636,7 @@ class _Run:
             return
         assert self.manifest is not None
         made = extract_patches(
-            self.manifest, bone, config.patches.size, self.run_dir / "patches",
+            self.manifest, bone, config.patches.size, self.paths.patches_root,
             per_lesion=config.patches.per_lesion,
             healthy_per_image=config.patches.healthy_per_image,
             context=config.patches.context, seed=config.seed,
@@ -694,13 +654,10 @@ class _Run:
         self.keys[f"gan:{bone}"] = key
         if self._stage(f"gan:{bone}", key) is not None:
             return
-        patch_dir = self.run_dir / "patches" / bone
-        healthy, lesion, pinfo = load_domains(patch_dir)
-        stats = json.loads((patch_dir / "lesion_stats.json").read_text(encoding="utf-8"))
-        gan_dir = self.run_dir / "gan" / bone
-        key_file = gan_dir / "stage_key.txt"
+        gan_dir = self.paths.gan(bone)
+        key_file = self.paths.gan_key(bone)
         # an interrupted training of the same inputs resumes; anything else starts afresh
-        resume = ((gan_dir / "checkpoints" / "last.pt").is_file() and key_file.is_file()
+        resume = (self.paths.gan_checkpoint(bone).is_file() and key_file.is_file()
                   and key_file.read_text(encoding="utf-8").strip() == key)
         if not resume and gan_dir.exists():
             shutil.rmtree(gan_dir)
@@ -709,10 +666,12 @@ class _Run:
         self.step(f"CycleGAN {bone}: {config.gan.iterations} iterations "
                   f"({config.gan.n_blocks} blocks, {config.gan.ngf} filters)"
                   + (" - resuming" if resume else ""))
-        trained = train_cyclegan(healthy.patches, lesion.patches, config.gan, gan_dir,
-                                 resume=resume, progress=self.progress,
-                                 generator_info={"bone": bone, "lesion_stats": stats,
-                                                 "patches": pinfo.get("settings", {})})
+        def report(done: int, total: int, rate: float) -> None:
+            self.step(f"CycleGAN {bone}: {done}/{total} iterations ({rate:.1f} it/s; about "
+                      f"{_duration((total - done) / max(rate, 1e-9))} left)")
+
+        trained = train_bone_generator(self.paths.patches(bone), config.gan, gan_dir,
+                                       resume=resume, progress=self.progress, report=report)
         if not trained.completed:
             raise KeyboardInterrupt
         self.stages.mark(f"gan:{bone}", key, {"iterations": trained.iterations,
@@ -720,56 +679,54 @@ class _Run:
         self.step(f"CycleGAN {bone} done: {trained.iterations_per_second:.1f} it/s")
 
     # 3. synthesis
-    def synthesis_jobs(self, bone: str) -> list[tuple[str, str, str, float, dict[str, Any]]]:
-        """(stage, folder, generator bone ('' = copy-paste), ratio, extra arguments)."""
-        config, seed = self.config, self.config.seed
-        gan_ratio = max(_max_ratio(config, {"gan", "tstr"}),
-                        2 * config.protocol.main_ratio if "gan-gated" in self.strategies
-                        else 0.0)
-        jobs: list[tuple[str, str, str, float, dict[str, Any]]] = []
+    def synthesis_jobs(self, bone: str) -> list[tuple[SynthFolder, str, float, dict[str, Any]]]:
+        """(folder, generator bone ('' = copy-paste), ratio, extra arguments)."""
+        config, seed, paths = self.config, self.config.seed, self.paths
+        gated = any(c.kind.gated for c in self.conditions)  # the gate keeps about half
+        gan_ratio = max(_max_ratio(self.conditions, lambda k: k.extra is Extra.GENERATOR),
+                        2 * config.protocol.main_ratio if gated else 0.0)
+        jobs: list[tuple[SynthFolder, str, float, dict[str, Any]]] = []
         if gan_ratio > 0 and bone in self.generator_bones():
-            jobs.append((f"synth:gan:{bone}", f"synth/gan/{bone}-s{seed}", bone, gan_ratio, {}))
+            jobs.append((paths.own_synth(bone, seed), bone, gan_ratio, {}))
         for c in self.conditions:
-            if c.bone == bone and c.strategy == "gan-transfer":
-                stats = (self.run_dir / "patches" / bone / "lesion_stats.json"
+            if c.bone == bone and c.kind.transfer:
+                stats = (paths.lesion_stats(bone)
                          if config.synthesis.transfer_lesion_stats == "target" else None)
-                jobs.append((f"synth:gan:{bone}-from-{c.generator_bone}",
-                             f"synth/gan/{bone}-from-{c.generator_bone}-s{seed}",
+                jobs.append((paths.transfer_synth(bone, c.generator_bone, seed),
                              c.generator_bone, c.ratio or 0.0, {"lesion_stats": stats}))
-        if "copypaste" in self.strategies:
-            jobs.append((f"synth:copypaste:{bone}", f"synth/copypaste/{bone}-s{seed}", "",
-                         _max_ratio(config, {"copypaste"}), {}))
+        pasted = _max_ratio(self.conditions, lambda k: k.extra is Extra.PASTE)
+        if any(c.kind.extra is Extra.PASTE for c in self.conditions):
+            jobs.append((paths.paste_synth(bone, seed), "", pasted, {}))
         return jobs
 
     def synthesis(self, bone: str) -> None:
         config = self.config
         synth_conf = config.synthesis
-        for name, folder, gbone, ratio, extra in self.synthesis_jobs(bone):
+        for folder, gbone, ratio, extra in self.synthesis_jobs(bone):
             count = max(1, math.ceil(ratio * self.counts[bone]["train_pos"]))
             source = self.keys[f"gan:{gbone}"] if gbone else self.keys[f"patches:{bone}"]
             key = stage_key(synthesis=asdict(synth_conf), count=count, seed=config.seed,
                             source=source, rows=self.keys[f"rows:{bone}"],
                             stats=(self.keys[f"patches:{bone}"] if extra.get("lesion_stats")
                                    else ""))
-            self.keys[folder] = key
-            if self._stage(name, key) is not None:
+            self.keys[folder.relative] = key
+            if self._stage(folder.stage, key) is not None:
                 continue
             assert self.manifest is not None
             common = dict(count=count, seed=config.seed, batch_size=synth_conf.batch_size,
                           feather=synth_conf.feather, margin=synth_conf.margin,
                           negatives_from=_negatives_from(config, bone),
                           device=config.gan.device, progress=False)
+            out = self.paths.folder(folder)
             if gbone:
-                result = synthesize(self.run_dir / "gan" / gbone / "generator_healthy_to_lesion.pt",
-                                    self.manifest, bone, self.run_dir / folder, **common, **extra)
+                result = synthesize(self.paths.generator(gbone), self.manifest, bone, out,
+                                    **common, **extra)
             else:
-                patch_dir = self.run_dir / "patches" / bone
-                result = synthesize(patch_dir, self.manifest, bone, self.run_dir / folder,
-                                    **common,
-                                    translator=copy_paste_translator(patch_dir, config.seed))
-            self.stages.mark(name, key, {"images": result.images,
-                                         "seam_ratio_median": result.seam_ratio_median})
-            self.step(f"{name}: {result.images} images (median seam ratio "
+                result = synthesize(None, self.manifest, bone, out, **common,
+                                    copy_paste=self.paths.patches(bone))
+            self.stages.mark(folder.stage, key, {"images": result.images,
+                                                 "seam_ratio_median": result.seam_ratio_median})
+            self.step(f"{folder.stage}: {result.images} images (median seam ratio "
                       f"{result.seam_ratio_median:.2f})"
                       + "".join(f"; {w}" for w in result.warnings))
 
@@ -777,48 +734,48 @@ class _Run:
     def gate_key(self, bone: str) -> str:
         config = self.config
         key = stage_key(gate=asdict(config.protocol.gate),
-                        synth=self.keys[f"synth/gan/{bone}-s{config.seed}"],
-                        baseline=self.keys[f"cls:{bone}:baseline:s0"])
-        self.keys[f"gate/{bone}"] = key
+                        synth=self.keys[self.paths.own_synth(bone, config.seed).relative],
+                        baseline=self.keys[RunPaths.classifier_stage("image", bone,
+                                                                     REFERENCE.name, 0)])
+        self.keys[self.paths.relative(self.paths.gate(bone))] = key
         return key
 
     def gate(self, bone: str) -> None:
         """Run the quality gate of `bone` unless it is done (its baseline must be)."""
-        key = self.keys[f"gate/{bone}"]
+        key = self.keys[self.paths.relative(self.paths.gate(bone))]
         if self._stage(f"gate:{bone}", key) is not None:
             return
         assert self.manifest is not None
-        gate_info = _gate(self.config, self.run_dir, bone, self.manifest)
+        gate_info = _gate(self.config, self.paths, bone, self.manifest)
         self.stages.mark(f"gate:{bone}", key, gate_info)
         self.step(f"quality gate {bone}: kept {gate_info['kept']} of {gate_info['scored']} "
                   f"synthetic positives (threshold score {gate_info['threshold']:.3f}, "
                   f"min change {gate_info['min_change']})")
 
     def extra_key(self, c: Condition) -> str:
+        """The key of the manifest a condition's extra positives come from: the pool's
+        own, else that of the folder that holds it (a synthesis or the gate)."""
         if not c.extra:
             return ""
-        if c.extra.startswith("gate/"):
-            return self.keys[f"gate/{c.bone}"]
-        if c.extra.startswith("data/"):
-            return self.keys[c.extra]
-        return self.keys[str(Path(c.extra).parent)]
+        return self.keys[c.extra if c.kind.upper_bound else str(Path(c.extra).parent)]
 
     def level_conditions(self, level: str) -> list[Condition]:
         """The conditions a level runs: the quality gate scores films with the image-level
         baseline, so gan-gated is an image-level condition only."""
-        return [c for c in self.conditions if level == "image" or c.strategy != "gan-gated"]
+        return [c for c in self.conditions if level == "image" or not c.kind.image_level_only]
 
-    def classifiers(self) -> None:
+    def classifier_keys(self) -> list[tuple[str, Condition, int, str, str]]:
+        """(level, condition, seed, stage name, key) of every classifier, the references
+        first and the gated last: the gate's key is that of its reference."""
         config = self.config
-        seeds = range(config.protocol.seeds)
         keyed = []
         for level in config.protocol.levels:
             order = sorted(self.level_conditions(level),
-                           key=lambda c: (c.strategy != "baseline", c.strategy == "gan-gated"))
-            for c in order:  # baselines first: the gate's key is that of its baseline
-                if c.strategy == "gan-gated":
+                           key=lambda c: (not c.kind.reference, c.kind.gated))
+            for c in order:
+                if c.kind.gated:
                     self.gate_key(c.bone)
-                for s in seeds:
+                for s in range(config.protocol.seeds):
                     key = stage_key(classifier=config.classifier.to_dict(),
                                     strategy=c.strategy, ratio=c.ratio, seed=s,
                                     rows=self.keys[f"rows:{c.bone}"],
@@ -827,40 +784,72 @@ class _Run:
                                     **({"regions": config.regions.to_dict()}
                                        if level == "region" or config.classifier.crop == "tiles"
                                        else {}))
-                    name = f"{LEVEL_FOLDER[level]}:{c.bone}:{c.name}:s{s}"
+                    name = RunPaths.classifier_stage(level, c.bone, c.name, s)
                     self.keys[name] = key
                     keyed.append((level, c, s, name, key))
+        return keyed
+
+    def extra_positives(self, c: Condition, seed: int, extras: dict[str, Manifest]
+                        ) -> tuple[Manifest | None, float | None]:
+        """The extra manifest of a condition (read once) and the ratio to ask of it: a
+        gated condition uses as many as the gate kept, up to its ratio."""
+        if not c.kind.uses_extra:
+            return None, c.ratio
+        if c.extra not in extras:
+            extras[c.extra] = load_manifest(self.paths.root / c.extra)
+        extra, ratio = extras[c.extra], c.ratio
+        if c.kind.gated:
+            available = int((extra.table["bone"] == c.bone).sum())
+            if ratio is not None and available < ratio * self.counts[c.bone]["train_pos"]:
+                ratio = None
+                if seed == 0:
+                    self.step(f"warning: the gate kept {available} synthetic {c.bone} "
+                              f"positives, fewer than ratio {c.ratio:g} asks; {c.name} "
+                              "uses all it kept" + (" (none: it trains like the "
+                                                    "baseline)" if available == 0 else ""))
+        return extra, ratio
+
+    def classifiers(self, grid: Grid | None = None) -> None:
+        """Train every classifier not yet done. With a `grid` of processes, each trains
+        its share (the i-th job of a phase on rank i mod the world size): first every
+        classifier that needs no gate, then the gates, then the gated classifiers, each
+        phase waiting for the whole of the one before."""
+        keyed = self.classifier_keys()
+        if grid is None:
+            self._train_classifiers(keyed, keyed)
+            return
+        plain = [job for job in keyed if not job[1].kind.gated]
+        gated = [job for job in keyed if job[1].kind.gated]
+        self._train_classifiers(keyed, grid.share(plain))
+        grid.barrier("classifiers")
+        bones = sorted({job[1].bone for job in gated})
+        for bone in grid.share(bones):
+            self.gate(bone)
+        grid.barrier("gates")
+        for bone in bones:
+            self.gate(bone)  # done: every rank reads the gate
+        self._train_classifiers(keyed, grid.share(gated))
+        grid.barrier("gated classifiers")
+
+    def _train_classifiers(self, keyed: list[tuple[str, Condition, int, str, str]],
+                           jobs: list[tuple[str, Condition, int, str, str]]) -> None:
+        config = self.config
         n_cls = len(keyed)
         done_count = sum(1 for *_, name, key in keyed if self.stages.done(name, key))
         durations: list[float] = []
         extras: dict[str, Manifest] = {}
-        for level, c, s, name, key in keyed:
-            if c.strategy == "gan-gated":  # after the baselines: `order` puts it last
+        for level, c, s, name, key in jobs:
+            if c.kind.gated:  # after the baselines: `classifier_keys` puts it last
                 self.gate(c.bone)
             if self._stage(name, key) is not None:
                 continue
             assert self.manifest is not None
-            extra = None
-            ratio = c.ratio
-            if c.strategy in USES_EXTRA:
-                if c.extra not in extras:
-                    extras[c.extra] = load_manifest(self.run_dir / c.extra)
-                extra = extras[c.extra]
-                if c.strategy == "gan-gated":  # as many as the gate kept, up to the ratio
-                    available = int((extra.table["bone"] == c.bone).sum())
-                    if ratio is not None and available < ratio * self.counts[c.bone]["train_pos"]:
-                        ratio = None
-                        if s == 0:
-                            self.step(f"warning: the gate kept {available} synthetic {c.bone} "
-                                      f"positives, fewer than ratio {c.ratio:g} asks; {c.name} "
-                                      "uses all it kept" + (" (none: it trains like the "
-                                                            "baseline)" if available == 0
-                                                            else ""))
+            extra, ratio = self.extra_positives(c, s, extras)
             t0 = time.time()
             common = dict(config=config.classifier, bone=c.bone, extra=extra, ratio=ratio,
-                          seed=s, cache_dir=self.run_dir / "cache",
+                          seed=s, cache_dir=self.paths.cache,
                           negatives_from=_negatives_from(config, c.bone))
-            folder = self.run_dir / LEVEL_FOLDER[level] / c.bone / c.name / f"seed{s}"
+            folder = self.paths.classifier(level, c.bone, c.name, s)
             if level == "region":
                 result = classify_regions(self.manifest, c.strategy, folder,
                                           regions=config.regions, **common)
@@ -871,7 +860,8 @@ class _Run:
             done_count += 1
             self.stages.mark(name, key, {"test_auc": result.test_auc,
                                          "seconds": durations[-1]})
-            left = (n_cls - done_count) * float(np.mean(durations))
+            still = n_cls - done_count if len(jobs) == n_cls else len(jobs) - len(durations)
+            left = still * float(np.mean(durations))
             self.step(f"classifier {done_count}/{n_cls} {c.bone} {c.name}"
                       f"{' (regions)' if level == 'region' else ''} seed {s}: test AUC "
                       f"{result.test_auc:.3f} (epoch {result.best_epoch}, {durations[-1]:.0f} "
@@ -880,17 +870,59 @@ class _Run:
     # 5. evaluation
     def skipped(self) -> pd.DataFrame:
         """Every film a stage skipped: the data stage's and those of each stage folder."""
-        folders = [self.run_dir / "data"]
-        folders += sorted(self.run_dir.glob("patches/*"))
-        folders += sorted(self.run_dir.glob("synth/*/*"))
-        frames = [read_skipped(f) for f in folders if (f / SKIPPED_FILE).is_file()]
-        frames = [f.assign(folder=str(folder.relative_to(self.run_dir)))
-                  for f, folder in zip(frames, [f for f in folders
-                                                if (f / SKIPPED_FILE).is_file()],
-                                       strict=True)]
+        paths = self.paths
+        folders = [paths.data]
+        folders += sorted(paths.patches_root.glob("*"))
+        folders += sorted(paths.synth_root.glob("*/*"))
+        folders = [f for f in folders if (f / SKIPPED_FILE).is_file()]
+        frames = [read_skipped(f).assign(folder=paths.relative(f)) for f in folders]
         if not frames:
             return pd.DataFrame(columns=["stage", "image_id", "path", "reason", "folder"])
         return pd.concat(frames, ignore_index=True)
+
+    def evaluate(self) -> tuple[dict[str, pd.DataFrame], str]:
+        """Gather every level's predictions and runs, summarise them and write what the
+        report reads; the summaries per level and the terminal's tables."""
+        config, paths = self.config, self.paths
+        levels = config.protocol.levels
+        paths.evaluation.mkdir(exist_ok=True)
+        summaries: dict[str, pd.DataFrame] = {}
+        tables = []
+        for level in levels:
+            predictions, runs = _collect(paths, level, self.level_conditions(level),
+                                         config.protocol.seeds)
+            suffix = LEVEL_SUFFIX[level] if level != levels[0] else ""
+            predictions.to_csv(paths.predictions(suffix), index=False)
+            runs.to_csv(paths.runs(suffix), index=False)
+            summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
+            summaries[level] = summary
+            table = format_table(summary, "regions" if level == "region" else "images")
+            goal = goal_check(predictions, summary, config.protocol.main_ratio)
+            if not goal.empty:
+                table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= "
+                          "1/2 of the baseline-to-oracle gap and beats oversample and "
+                          "copypaste: higher mean AUC with bootstrap p < 0.05 over seeds x "
+                          "test images; gan-transfer closes >= 1/3):\n" + format_goal(goal))
+            tables.append((f"{level} level:\n" if len(levels) > 1 else "") + table)
+        write_json_atomic(paths.levels, {"levels": levels, "files": {
+            v: LEVEL_SUFFIX[v] if v != levels[0] else "" for v in levels}})
+        write_json_atomic(paths.probes, {"results": self.probes})
+        skipped = self.skipped()
+        skipped.to_csv(paths.skipped, index=False)
+        if len(skipped):
+            self.say(f"{len(skipped)} film(s) skipped by a stage (evaluation/skipped.csv); "
+                     f"first: {skipped.iloc[0]['image_id']} ({skipped.iloc[0]['stage']}: "
+                     f"{skipped.iloc[0]['reason']})")
+        gates = [self.stages.done(f"gate:{b}") for b in config.data.bones]
+        write_json_atomic(paths.gates, {"bones": [g for g in gates if g]})
+        table = "\n".join(tables)
+        top = headline(summaries, self.probes)
+        # the headline as data too: probe beside baseline and best strategies, with the verdict
+        top.assign(verdict=[verdict(r) for _, r in top.iterrows()]).to_csv(
+            paths.headline, index=False)
+        table += ("\nheadline (mean AUC over seeds; ΔAUC of means and seeds x images "
+                  "bootstrap p against the baseline):\n")
+        return summaries, table + format_headline(top) + "\n"
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = print,
@@ -900,6 +932,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     module doc."""
     started = time.time()
     run_dir = Path(out_dir)
+    grid = Grid.from_environment(run_dir)
+    if grid is not None:
+        with grid.alone():
+            return _run_grid(config, run_dir, grid, say, progress, fresh, report, started)
     preflight(config)
     _open_run(config, run_dir, fresh, say)
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
@@ -917,10 +953,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     run.data()
     for bone in config.protocol.bones or config.data.bones:
         run.probe(bone)
-    needs_gan = bool(run.strategies & {"gan", "gan-gated", "gan-transfer", "tstr"})
-    needs_patches = needs_gan or "copypaste" in run.strategies
-    for bone in config.data.bones:
-        if needs_patches:
+    if any(c.kind.needs_patches for c in run.conditions):
+        for bone in config.data.bones:
             run.patches(bone)
     for bone in config.data.bones:
         if bone in run.generator_bones():
@@ -929,47 +963,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
         run.synthesis(bone)
     run.classifiers()
 
-    # evaluation and report (cheap: always redone)
-    evaluation = run_dir / "evaluation"
-    evaluation.mkdir(exist_ok=True)
-    summaries: dict[str, pd.DataFrame] = {}
-    tables = []
-    for level in levels:
-        predictions, runs = _collect(run_dir, level, run.level_conditions(level),
-                                     config.protocol.seeds)
-        suffix = LEVEL_SUFFIX[level] if level != levels[0] else ""
-        predictions.to_csv(evaluation / f"predictions{suffix}.csv", index=False)
-        runs.to_csv(evaluation / f"runs{suffix}.csv", index=False)
-        summary = summarise(predictions, n_boot=config.protocol.n_boot, seed=config.seed)
-        summaries[level] = summary
-        table = format_table(summary, "regions" if level == "region" else "images")
-        goal = goal_check(predictions, summary, config.protocol.main_ratio)
-        if not goal.empty:
-            table += (f"\nthe goal at ratio {config.protocol.main_ratio:g} (gan closes >= 1/2 "
-                      "of the baseline-to-oracle gap and beats oversample and copypaste: higher "
-                      "mean AUC with bootstrap p < 0.05 over seeds x test images; "
-                      "gan-transfer closes >= 1/3):\n" + format_goal(goal))
-        tables.append((f"{level} level:\n" if len(levels) > 1 else "") + table)
-    write_json_atomic(evaluation / "levels.json",
-                      {"levels": levels, "files": {v: LEVEL_SUFFIX[v] if v != levels[0] else ""
-                                                   for v in levels}})
-    write_json_atomic(evaluation / "probe.json", {"results": run.probes})
-    skipped = run.skipped()
-    skipped.to_csv(evaluation / "skipped.csv", index=False)
-    if len(skipped):
-        say(f"{len(skipped)} film(s) skipped by a stage (evaluation/skipped.csv); first: "
-            f"{skipped.iloc[0]['image_id']} ({skipped.iloc[0]['stage']}: "
-            f"{skipped.iloc[0]['reason']})")
-    gates = [run.stages.done(f"gate:{b}") for b in config.data.bones]
-    write_json_atomic(evaluation / "gate.json", {"bones": [g for g in gates if g]})
-    table = "\n".join(tables)
-    top = headline(summaries, run.probes)
-    # the headline as data too: probe beside baseline and best strategies, with the verdict
-    top.assign(verdict=[verdict(r) for _, r in top.iterrows()]).to_csv(
-        run_dir / "headline.csv", index=False)
-    table += ("\nheadline (mean AUC over seeds; ΔAUC of means and seeds x images bootstrap "
-              "p against the baseline):\n")
-    table += format_headline(top) + "\n"
+    summaries, table = run.evaluate()  # cheap: always redone
     # run.json first: the report shows its wall time
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": True})
@@ -983,12 +977,141 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
                             time.time() - started)
 
 
-def _collect(run_dir: Path, level: str, all_conditions: list[Condition], n_seeds: int
+def _run_grid(config: ExperimentConfig, run_dir: Path, grid: Grid, say: Say, progress: bool,
+              fresh: bool, report: bool, started: float) -> ExperimentResult:
+    """`run_experiment` as one of several processes (torchrun ranks): rank 0 opens the
+    run folder; every stage job (a bone's probe, patches, CycleGAN, synthesis; each
+    classifier) runs once, on rank (its index mod the world size), as a lone process, and
+    the others wait for the phase and read its outputs; rank 0 evaluates and reports. The
+    result is the single process's: each job is the same computation with the same seeds
+    and thread count."""
+    if grid.rank == 0:
+        preflight(config)
+        _open_run(config, run_dir, fresh, say)
+        write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                       extra={"completed": False})
+    grid.barrier("open", fresh=fresh)
+    run = _Run(config, run_dir, say if grid.rank == 0 else _quiet(say, grid), progress)
+    bones = list(config.data.bones)
+    tested = list(config.protocol.bones or bones)
+    steps: list[tuple[str, list[str], Callable[[str], None]]] = [
+        ("data", ["all"], lambda _: run.data()),
+        ("probes", tested, run.probe),
+        ("patches", bones if any(c.kind.needs_patches for c in run.conditions) else [],
+         run.patches),
+        ("generators", [b for b in bones if b in run.generator_bones()], run.gan),
+        ("synthesis", bones, run.synthesis)]
+    for phase, items, job in steps:
+        for item in grid.share(items):
+            job(item)
+        grid.barrier(phase)
+        for item in items:
+            job(item)  # done by now: each rank reads what the phase made
+    run.classifiers(grid)
+    if grid.rank != 0:
+        return ExperimentResult(run_dir, pd.DataFrame(), "", None, time.time() - started)
+    summaries, table = run.evaluate()
+    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
+                   extra={"completed": True, "world_size": grid.world})
+    report_path = None
+    if report:
+        from boneaug.experiment.report import write_report
+
+        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
+                                   summary=summaries[config.protocol.levels[0]]).html
+    return ExperimentResult(run_dir, summaries[config.protocol.levels[0]], table, report_path,
+                            time.time() - started)
+
+
+def _quiet(say: Say, grid: Grid) -> Say:
+    """What a rank other than 0 says: its lines, marked with its rank."""
+    return lambda line: say(f"[rank {grid.rank}] {line}")
+
+
+@dataclass
+class Grid:
+    """This process's place in a grid of experiment processes (torchrun sets RANK and
+    WORLD_SIZE; every process sees the run folder). Processes wait for each other through
+    files in ``stages/grid/`` (no process group: a phase may take hours, longer than a
+    collective's time-out), and run each stage as a lone process (`alone`)."""
+
+    rank: int
+    world: int
+    local_rank: int
+    folder: Path
+    launch: str = ""
+    POLL = 1.0  # seconds between looks at the other ranks' markers
+
+    @classmethod
+    def from_environment(cls, run_dir: Path) -> Grid | None:
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            return None
+        world = int(os.environ["WORLD_SIZE"])
+        if world < 2:
+            return None
+        rank = int(os.environ["RANK"])
+        # one collective, at the start: rank 0's token names this launch in every marker,
+        # so that the markers an earlier launch left behind are never taken for its own
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", rank=rank, world_size=world,
+                                timeout=timedelta(minutes=10))
+        token = [uuid.uuid4().hex if rank == 0 else ""]
+        dist.broadcast_object_list(token, src=0)
+        dist.destroy_process_group()
+        return cls(rank, world, int(os.environ.get("LOCAL_RANK", rank)),
+                   run_dir / "stages" / "grid", token[0])
+
+    def share(self, items: list) -> list:
+        """This rank's items: the i-th of them on rank i mod the world size."""
+        return [item for i, item in enumerate(items) if i % self.world == self.rank]
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        """Hide the torchrun variables, so that each stage runs as one process (a
+        CycleGAN on one rank is the single process's CycleGAN, not a DDP share of it);
+        on a GPU machine, this rank's GPU."""
+        saved = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+                 if k in os.environ}
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
+        try:
+            yield
+        finally:
+            os.environ.update(saved)
+
+    def barrier(self, phase: str, fresh: bool = False) -> None:
+        """Mark this rank past `phase` and wait for every rank to be past it. "open" is
+        the first: rank 0 has made the run folder (and with `fresh` emptied it) first,
+        so the markers of this launch are written after that."""
+        if phase == "open" and self.rank != 0:
+            self._wait([self._marker(phase, 0)])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self._marker(phase, self.rank), {"launch": self.launch})
+        self._wait([self._marker(phase, r) for r in range(self.world)])
+
+    def _marker(self, phase: str, rank: int) -> Path:
+        return self.folder / f"{phase.replace(' ', '-')}.rank{rank}.json"
+
+    def _wait(self, markers: list[Path]) -> None:
+        while True:
+            found = 0
+            for marker in markers:
+                with contextlib.suppress(OSError, json.JSONDecodeError):
+                    if json.loads(marker.read_text(encoding="utf-8")).get("launch") \
+                            == self.launch:
+                        found += 1
+            if found == len(markers):
+                return
+            time.sleep(self.POLL)
+
+
+def _collect(paths: RunPaths, level: str, all_conditions: list[Condition], n_seeds: int
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     frames, runs = [], []
     for c in all_conditions:
         for s in range(n_seeds):
-            folder = run_dir / LEVEL_FOLDER[level] / c.bone / c.name / f"seed{s}"
+            folder = paths.classifier(level, c.bone, c.name, s)
             pred = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str})
             metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
             keys = {"bone": c.bone, "condition": c.name, "strategy": c.strategy,

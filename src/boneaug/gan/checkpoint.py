@@ -22,9 +22,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from boneaug.data.files import atomic_path
 from boneaug.distributed import Ranks
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 from boneaug.gan.config import GanConfig
 from boneaug.gan.networks import ResnetGenerator
 from boneaug.gan.pool import ImagePool

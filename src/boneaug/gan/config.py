@@ -16,7 +16,11 @@ from boneaug.config import (
 from boneaug.distributed import DEFAULT_THREADS
 from boneaug.errors import BoneaugError
 
-__all__ = ["GanConfig", "lr_factor"]
+__all__ = ["SECTION", "GanConfig", "lr_factor"]
+
+SECTION = "gan"  # the settings' section in a config file, and their name in messages
+UPSAMPLING = ("transpose", "resize")
+ADDED_LATER = {"upsample": "transpose"}  # setting -> its default (see `to_dict`)
 
 
 @dataclass
@@ -55,6 +59,10 @@ class GanConfig:
     channels_last: str | bool = "auto"
     compile: bool = False
     threads: int = DEFAULT_THREADS  # intra-op threads (pinned: results depend on the count)
+    # how the generator upsamples back to the patch size: "transpose" (the reference's
+    # stride-2 transposed convolutions) or "resize" (nearest-neighbour x2, then a 3x3
+    # convolution: no checkerboard pattern from uneven kernel overlap; Odena et al. 2016)
+    upsample: str = "transpose"
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -62,7 +70,7 @@ class GanConfig:
             self.decay_start = self.iterations // 2
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "gan") -> GanConfig:
+    def from_dict(cls, values: dict[str, Any], where: str = SECTION) -> GanConfig:
         """Build from a plain mapping (e.g. a YAML section); unknown keys and bad values
         raise `BoneaugError` with one line naming the key."""
         if not isinstance(values, dict):
@@ -71,9 +79,15 @@ class GanConfig:
         return build_config(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; one added after runs existed is left out at its default, so that
+        those runs' records and stage keys stay what they were."""
+        values = asdict(self)
+        for key, default in ADDED_LATER.items():
+            if values[key] == default:
+                del values[key]
+        return values
 
-    def validate(self, where: str = "gan") -> None:
+    def validate(self, where: str = SECTION) -> None:
         for key in ("n_blocks", "ngf", "ndf", "batch_size", "iterations", "sample_every",
                     "checkpoint_every", "log_every"):
             check_number(where, key, getattr(self, key), 1, integer=True)
@@ -89,6 +103,7 @@ class GanConfig:
         check_amp(where, self.amp)
         check_choice(where, "channels_last", self.channels_last, ("auto", True, False))
         check_choice(where, "compile", self.compile, (True, False))
+        check_choice(where, "upsample", self.upsample, UPSAMPLING)
         check_number(where, "threads", self.threads, 1, 256, integer=True)
 
 

@@ -42,10 +42,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from boneaug.config import config_error
-from boneaug.data.files import atomic_path, remove_interrupted_writes
-from boneaug.data.runinfo import write_run_json
 from boneaug.distributed import Ranks, fixed_threads, join, pick_device, use_bf16
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, remove_interrupted_writes
 from boneaug.gan.checkpoint import (
     GENERATOR_FILE,
     RunFolder,
@@ -57,11 +56,12 @@ from boneaug.gan.checkpoint import (
     save_checkpoint,
     save_generator,
 )
-from boneaug.gan.config import GanConfig, lr_factor
+from boneaug.gan.config import SECTION, GanConfig, lr_factor
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator, from_model_range
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.step import Discriminators, Generators, make_adam, train_step
 from boneaug.gan.stream import PatchStream, check_domains, to_batch
+from boneaug.runinfo import write_run_json
 
 __all__ = ["TrainResult", "train_cyclegan"]
 
@@ -92,7 +92,8 @@ class TrainResult:
 def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                    out_dir: str | Path, resume: bool = False, progress: bool = True,
                    stop_after: int | None = None,
-                   generator_info: dict[str, Any] | None = None) -> TrainResult:
+                   generator_info: dict[str, Any] | None = None,
+                   report: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train the CycleGAN healthy <-> lesion on two unpaired patch stacks.
 
     Args:
@@ -108,11 +109,38 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
             as an interruption would; for tests and time-boxed jobs.
         generator_info: stored in the generator file beside the weights (synthesis reads
             the bone, its lesion statistics and the patch settings from there).
+        report: called on rank 0 at every `checkpoint_every` iterations with (iterations
+            done, iterations in all, iterations per second of this session): progress
+            for a log, where a progress bar is not shown.
     """
     config.validate()
-    ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info)
+    ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info,
+                   report)
     with fixed_threads(config.threads):
         return _train(healthy, lesion, config, ask)
+
+
+def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str | Path, *,
+                         resume: bool = False, progress: bool = True,
+                         report: Callable[[int, int, float], None] | None = None
+                         ) -> TrainResult:
+    """Train the CycleGAN of one bone's patch folder (``PATCHES/<bone>`` of `boneaug
+    patches`): the one entry that `boneaug gan train` and the experiment both call, so
+    every generator file carries the same metadata: the bone, its real lesions' statistics
+    (where synthesis places lesions) and the patch settings with their folder."""
+    from boneaug.patches import load_domains, read_json_object
+
+    patch_dir = Path(patch_dir)
+    healthy, lesion, info = load_domains(patch_dir)
+    stats_path = patch_dir / "lesion_stats.json"
+    if not stats_path.is_file():
+        raise BoneaugError(f"{patch_dir}: has no lesion_stats.json; not a patch folder of "
+                           "`boneaug patches` (run it again)")
+    return train_cyclegan(
+        healthy.patches, lesion.patches, config, out_dir, resume=resume, progress=progress,
+        report=report,
+        generator_info={"bone": info.get("bone"), "lesion_stats": read_json_object(stats_path),
+                        "patches": {**info.get("settings", {}), "folder": str(patch_dir)}})
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,7 @@ class _Request:
     progress: bool
     stop_after: int | None
     generator_info: dict[str, Any] | None
+    report: Callable[[int, int, float], None] | None = None
 
 
 def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Request
@@ -147,7 +176,7 @@ def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Req
                                                                 config.iterations)
     start_iteration = state.iteration
     with _GracefulStop(enabled=not hw.ddp.enabled) as stop:
-        samples_path = _loop(run, steps, healthy, lesion, end, stop, ask.progress)
+        samples_path = _loop(run, steps, healthy, lesion, end, stop, ask)
     state.losses.flush()
     completed = state.iteration >= config.iterations
     if state.iteration > start_iteration:
@@ -205,7 +234,7 @@ class _Hardware:
 
 def _hardware(config: GanConfig) -> _Hardware:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise config_error("gan", "device", config.device,
+        raise config_error(SECTION, "device", config.device,
                            "names CUDA, but CUDA is not available")
     ddp = join(config.device)
     device = pick_device(config.device, ddp)
@@ -218,8 +247,8 @@ def _new_state(config: GanConfig, n_healthy: int, n_lesion: int, hw: _Hardware
                ) -> TrainState:
     """Networks, optimisers, pools and data streams as iteration 0 has them."""
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    g_hl = ResnetGenerator(config.n_blocks, config.ngf)
-    g_lh = ResnetGenerator(config.n_blocks, config.ngf)
+    g_hl = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
+    g_lh = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
     d_l = PatchGANDiscriminator(config.ndf)
     d_h = PatchGANDiscriminator(config.ndf)
     generators = Generators(g_hl, g_lh, identity=config.lambda_identity > 0)
@@ -309,11 +338,11 @@ class _Run:
 
 
 def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, end: int,
-          stop: _GracefulStop, progress: bool) -> Path | None:
+          stop: _GracefulStop, ask: _Request) -> Path | None:
     """Iterate until `end` or a stop request; returns the latest sample sheet, if any."""
     config, state, hw = run.config, run.state, run.hw
-    bar = _progress_bar(progress and hw.is_main, config.iterations, state.iteration)
-    run.started = time.time()
+    bar = _progress_bar(ask.progress and hw.is_main, config.iterations, state.iteration)
+    run.started, first = time.time(), state.iteration
     samples_path = None
     while state.iteration < end and not stop.requested:
         lr = config.lr * lr_factor(state.iteration, config)
@@ -340,6 +369,9 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
         if state.iteration % config.checkpoint_every == 0 and state.iteration < end:
             state.losses.flush()
             run.save_checkpoint(numbered=True)
+            if hw.is_main and ask.report is not None:
+                rate = (state.iteration - first) / max(time.time() - run.started, 1e-9)
+                ask.report(state.iteration, config.iterations, rate)
     if bar is not None:
         bar.close()
     return samples_path

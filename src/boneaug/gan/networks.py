@@ -28,6 +28,8 @@ non-empty (its output is `(B, 1, P/8 - 2, P/8 - 2)`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import PatchDiscriminator
@@ -90,22 +92,31 @@ class ResnetGenerator(nn.Module):
             images); any positive integer is accepted so tests can use tiny nets.
         ngf: channels of the first layer; the bottleneck has `4 * ngf`.
         in_channels, out_channels: 1 for grayscale radiographs.
+        upsample: "transpose" (the reference: stride-2 transposed 3x3 convolutions) or
+            "resize" (nearest-neighbour x2, reflection pad, 3x3 convolution: every output
+            pixel gets the same number of kernel taps, so no checkerboard pattern).
     """
 
     def __init__(self, n_blocks: int = 9, ngf: int = 64, in_channels: int = 1,
-                 out_channels: int = 1) -> None:
+                 out_channels: int = 1, upsample: str = "transpose") -> None:
         super().__init__()
         if n_blocks < 1 or ngf < 1:
             raise ValueError(f"n_blocks and ngf must be positive, got {n_blocks}, {ngf}")
-        self.n_blocks, self.ngf = n_blocks, ngf
+        if upsample not in ("transpose", "resize"):
+            raise ValueError(f"upsample must be transpose or resize, got {upsample!r}")
+        self.n_blocks, self.ngf, self.upsample = n_blocks, ngf, upsample
         self.in_channels, self.out_channels = in_channels, out_channels
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), _conv_in_relu(in_channels, ngf, 7)]
         for mult in (1, 2):  # downsample x4, channels x4
             layers.append(_conv_in_relu(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1))
         layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
         for mult in (4, 2):  # back up to the input size
-            layers.append(_conv_in_relu(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                        transposed=True))
+            if upsample == "transpose":
+                layers.append(_conv_in_relu(ngf * mult, ngf * mult // 2, 3, stride=2,
+                                            padding=1, transposed=True))
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                           _conv_in_relu(ngf * mult, ngf * mult // 2, 3)]
         layers += [
             nn.ReflectionPad2d(3),
             nn.Conv2d(ngf, out_channels, kernel_size=7, padding=0, bias=True),
@@ -114,10 +125,15 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         self.apply(normal_init)  # N(0, 0.02) weights, zero biases, as the reference
 
-    def config(self) -> dict[str, int]:
-        """The constructor arguments, to rebuild this network from a checkpoint."""
-        return {"n_blocks": self.n_blocks, "ngf": self.ngf, "in_channels": self.in_channels,
-                "out_channels": self.out_channels}
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, to rebuild this network from a checkpoint (a file
+        written before `upsample` existed has none: the reference's transpose)."""
+        values: dict[str, Any] = {"n_blocks": self.n_blocks, "ngf": self.ngf,
+                                  "in_channels": self.in_channels,
+                                  "out_channels": self.out_channels}
+        if self.upsample != "transpose":
+            values["upsample"] = self.upsample
+        return values
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x`: `(B, in_channels, P, P)` in `[-1, 1]`, `P % 4 == 0` -> same size, in `[-1, 1]`."""

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from boneaug.data.files import atomic_path
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool

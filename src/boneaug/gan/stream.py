@@ -11,6 +11,7 @@ import torch
 
 from boneaug.config import config_error
 from boneaug.errors import BoneaugError
+from boneaug.gan.config import SECTION
 from boneaug.gan.networks import check_patch_size, to_model_range
 
 __all__ = ["PatchStream", "check_domains", "check_patches", "to_batch"]
@@ -86,6 +87,6 @@ def check_domains(healthy: Any, lesion: Any, batch_size: int
                            f"{lesion.shape[1]}")
     fewest = min((len(healthy), "healthy"), (len(lesion), "lesion"))
     if batch_size > fewest[0]:
-        raise config_error("gan", "batch_size", batch_size,
+        raise config_error(SECTION, "batch_size", batch_size,
                            f"must be at most the {fewest[0]} {fewest[1]} patches")
     return healthy, lesion

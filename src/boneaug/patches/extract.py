@@ -26,11 +26,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from boneaug.data import Manifest, read_image
-from boneaug.data.files import write_json_atomic
 from boneaug.data.films import check_negatives_from, normals_of, of_bone, positives_of
 from boneaug.data.imageio import image_size
 from boneaug.data.skips import SKIPPED_FILE, Skips, film_problem
 from boneaug.errors import BoneaugError
+from boneaug.files import write_json_atomic
 from boneaug.patches.crop import crop_reflect, resize_square
 from boneaug.patches.location import BoneLocator, encode_thumbnail, film_thumbnail
 from boneaug.patches.region import bone_region, region_bbox, where_bone_lies

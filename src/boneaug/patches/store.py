@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from boneaug.data.files import atomic_path
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 
 PATCHES_FILE = "patches.npy"
 INDEX_FILE = "index.csv"

@@ -113,3 +113,36 @@ def seam_ratio(result: np.ndarray, source: np.ndarray, crop_box: tuple[int, int,
 
     base = energy(source)
     return energy(result) / base if base > 0 else float("nan")  # a flat band has no seam scale
+
+
+CHANGE_SHARE = 0.25   # a pixel is painted where its change is this share of the largest
+MIN_CHANGE = 1 / 255  # a change below one 8-bit grey level shows no shape
+
+
+def painted_mask(before: np.ndarray, after: np.ndarray, crop_box: tuple[int, int, int, int],
+                 lesion_box: tuple[float, float, float, float]) -> tuple[np.ndarray, str]:
+    """The painted lesion of a synthetic film (bool, the film's shape) and how it was
+    found: ``"change"``: the pixels of the crop whose change is at least `CHANGE_SHARE` of
+    the largest change there (and `MIN_CHANGE`), in the connected parts that touch the
+    lesion box (a generator's faint texture elsewhere in the crop is not a lesion);
+    ``"box"``: the lesion box filled, where the change is too faint to show a shape."""
+    height, width = before.shape
+    mask = np.zeros((height, width), bool)
+    x0, y0 = max(int(crop_box[0]), 0), max(int(crop_box[1]), 0)
+    x1, y1 = min(int(crop_box[2]), width), min(int(crop_box[3]), height)
+    change = np.abs(after[y0:y1, x0:x1].astype(np.float64) - before[y0:y1, x0:x1])
+    top = float(change.max()) if change.size else 0.0
+    lx0, ly0 = max(int(np.floor(lesion_box[0])), 0), max(int(np.floor(lesion_box[1])), 0)
+    lx1 = min(int(np.ceil(lesion_box[2])), width)
+    ly1 = min(int(np.ceil(lesion_box[3])), height)
+    if top >= MIN_CHANGE:
+        from scipy.ndimage import label
+
+        parts, _ = label(change >= max(CHANGE_SHARE * top, MIN_CHANGE))
+        inside = parts[max(ly0 - y0, 0):max(ly1 - y0, 0), max(lx0 - x0, 0):max(lx1 - x0, 0)]
+        touching = np.setdiff1d(np.unique(inside), [0])
+        if len(touching):
+            mask[y0:y1, x0:x1] = np.isin(parts, touching)
+            return mask, "change"
+    mask[ly0:ly1, lx0:lx1] = True
+    return mask, "box"

@@ -25,6 +25,9 @@ from boneaug.gan import to_model_range
 from boneaug.patches import load_domains
 from boneaug.patches.store import read_json_object
 
+# The `method` of copy-paste provenance (and the name of its synthesis folders).
+METHOD = "copypaste"
+
 
 class RealLesionPaste(nn.Module):
     """Maps a batch of healthy patches `(B, 1, P, P)` in [-1, 1] to real lesion patches.
@@ -72,7 +75,7 @@ def copy_paste_translator(bone_dir: str | Path, seed: int = 0
     digest = hashlib.sha256(np.ascontiguousarray(lesion.patches).tobytes()).hexdigest()
     translator = RealLesionPaste(lesion.patches, seed=seed)
     return translator, {
-        "method": "copypaste",
+        "method": METHOD,
         "sha256": digest,
         "patch_size": int(lesion.size),
         "bone": str(info.get("bone") or stats.get("bone") or bone_dir.name),

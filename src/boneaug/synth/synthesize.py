@@ -33,18 +33,20 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from boneaug.data import Manifest, new_table, read_image, save_manifest
-from boneaug.data.files import check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.data.films import check_negatives_from, normals_of, positives_of
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
-from boneaug.data.runinfo import write_run_json
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
 from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_device
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.gan import from_model_range, load_generator, to_model_range
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
-from boneaug.synth.blend import blend_mask, paste_change, seam_ratio
+from boneaug.runinfo import write_run_json
+from boneaug.synth.blend import blend_mask, painted_mask, paste_change, seam_ratio
+from boneaug.synth.copypaste import METHOD as COPY_PASTE
+from boneaug.synth.copypaste import copy_paste_translator
 from boneaug.synth.sites import Site, draw_site, usable_stats
 
 DEFAULT_CONTEXT = 0.5   # the patches stage's default margin around a lesion
@@ -65,13 +67,14 @@ class SynthReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: str | Path, *,
+def synthesize(generator: str | Path | None, manifest: Manifest, bone: str,
+               out_dir: str | Path, *,
                count: int | None = None, ratio: float | None = None, seed: int = 0,
                batch_size: int = 16, feather: float = 0.25, margin: float = 0.5,
                negatives_from: tuple[str, ...] = (), lesion_stats: str | Path | None = None,
                device: str = "auto", progress: bool = True,
                translator: tuple[torch.nn.Module, dict[str, Any]] | None = None,
-               locate: bool = True) -> SynthReport:
+               locate: bool = True, copy_paste: str | Path | None = None) -> SynthReport:
     """Make `count` synthetic lesion radiographs of `bone` (or `ratio` x real positives).
 
     Args:
@@ -85,6 +88,10 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
         feather, margin: the blend (`blend.blend_mask`): the change is added in full over
             the lesion box and fades out `margin` times its half size beyond it.
         device: "auto" (CUDA if present), "cpu" or "cuda".
+        copy_paste: instead of a generator, a bone's patch folder (``PATCHES/<bone>``)
+            whose real lesion patches are pasted with the same blending (the copy-paste
+            baseline; `copy_paste_translator`). Exactly one of `generator` and
+            `copy_paste` (or `translator`).
         translator: instead of loading `generator`, a module mapping healthy patches to
             lesion patches (in the generator's [-1, 1] range) and its info (``sha256``,
             ``patch_size``, ``bone``, ``lesion_stats``, ``patches``, ``method``); this is
@@ -99,15 +106,12 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     """
     started = time.time()
     out_dir = Path(out_dir)
-    generator = Path(generator)
     bone = bone.strip().lower()
     ranks = join(device)
     torch_device = pick_device(device, ranks)
-    if translator is None:
-        model, info = load_generator(generator, torch_device)
-    else:
-        model, info = translator[0].to(torch_device), translator[1]
-    stats_doc, stats_source = _stats(info, generator, lesion_stats)
+    generator, model, info = choose_translator(generator, copy_paste, translator, seed,
+                                               torch_device)
+    stats_doc, stats_source = lesion_stats_of(info, generator, lesion_stats)
     stats = usable_stats(stats_doc, stats_source)
     generator_bone = str(info.get("bone") or stats_doc.get("bone") or "unknown")
     context = float((info.get("patches") or {}).get("context", DEFAULT_CONTEXT))
@@ -115,17 +119,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
 
     table = manifest.table
     name = str(manifest.source or "manifest")
-    if not (table["split"] != "").any():
-        raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
-                           "may only come from train images)")
-    check_negatives_from(table, negatives_from, name)
-    train_real = (table["split"] == "train") & (table["origin"] == "real")
-    sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
-    if not sources:
-        raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
-                           f"(bones in train: {', '.join(sorted(set(table['bone'])))}; films "
-                           "labelled by region need `boneaug bones` first)")
-    real_positives = int((train_real & positives_of(table, bone)).sum())
+    sources, real_positives = _sources(table, bone, negatives_from, name)
     n_images = _how_many(count, ratio, real_positives, bone, name)
     check_out_dir(out_dir, "synthesize")
     # an earlier synthesis run is replaced whole: never the one this run reads
@@ -152,6 +146,7 @@ def synthesize(generator: str | Path, manifest: Manifest, bone: str, out_dir: st
     if ranks.rank == 0:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "images").mkdir(parents=True)
+        (staging / "masks").mkdir()
     ranks.barrier()
     try:
         painter = _Painter(manifest, model, torch_device, stats, locator, bone, generator_bone,
@@ -308,6 +303,7 @@ class _Painter:
                           margin=self.blend.margin, feather=self.blend.feather)
         result = paste_change(image, site.crop_box, patch, out_patch, mask)
         seam = seam_ratio(result, image, site.crop_box, mask)
+        painted, found_by = painted_mask(image, result, site.crop_box, site.lesion_box)
         source = self.manifest.table.loc[row_id]
         source_path = self.manifest.resolve(source["path"])
         image_id = f"{self.prefix}-{index:05d}"
@@ -320,6 +316,9 @@ class _Painter:
         else:
             rel = f"images/{image_id}.png"
             write_png16(self.staging / rel, result)
+        mask_rel = f"masks/{image_id}.png"
+        with atomic_path(self.staging / mask_rel) as tmp:
+            Image.fromarray(painted.astype(np.uint8) * 255).save(tmp, format="PNG")
         seam_value = round(seam, 4) if np.isfinite(seam) else None
         provenance = {
             "method": self.method, "generator": str(self.generator), "generator_sha256": sha,
@@ -328,12 +327,13 @@ class _Painter:
             "lesion_box": list(site.lesion_box), "crop_box": list(site.crop_box),
             "site_from_lesion": site.stat_index, "site_fallback": site.fallback,
             "bone_share_in_box": round(site.bone_share, 3), "seed": self.seed,
-            "index": index, "seam_ratio": seam_value,
+            "index": index, "seam_ratio": seam_value, "mask": found_by,
         }
         row = {
             "image_id": image_id, "path": rel,
             "patient_id": str(source["patient_id"]), "bone": self.bone, "label": 1,
-            "boxes": [list(site.lesion_box)], "split": "train", "origin": "synthetic",
+            "boxes": [list(site.lesion_box)], "mask_path": mask_rel, "split": "train",
+            "origin": "synthetic",
             "provenance": json.dumps(provenance, sort_keys=True),
             "source_image_id": str(source["image_id"]), "generator_bone": self.generator_bone,
             "seam_ratio": seam_value if seam_value is not None else float("nan"),
@@ -344,6 +344,40 @@ class _Painter:
             "_index": index,
         }
         return result, row
+
+
+def _sources(table: pd.DataFrame, bone: str, negatives_from: tuple[str, ...], name: str
+             ) -> tuple[list, int]:
+    """The rows to paint on (real normal train films of `bone` and of `negatives_from`) and
+    the number of real positive train films of `bone`."""
+    if not (table["split"] != "").any():
+        raise BoneaugError(f"{name}: has no split; run `boneaug split` first (synthetic images "
+                           "may only come from train images)")
+    check_negatives_from(table, negatives_from, name)
+    train_real = (table["split"] == "train") & (table["origin"] == "real")
+    sources = table.index[train_real & normals_of(table, bone, negatives_from)].tolist()
+    if not sources:
+        raise BoneaugError(f"{name}: no normal train image of {bone!r} to paint lesions on "
+                           f"(bones in train: {', '.join(sorted(set(table['bone'])))}; films "
+                           "labelled by region need `boneaug bones` first)")
+    return sources, int((train_real & positives_of(table, bone)).sum())
+
+
+def choose_translator(generator: str | Path | None, copy_paste: str | Path | None,
+                translator: tuple[torch.nn.Module, dict[str, Any]] | None, seed: int,
+                device: torch.device) -> tuple[Path, torch.nn.Module, dict[str, Any]]:
+    """What paints the lesions: the generator file, the real lesions of a patch folder
+    (copy-paste), or a given translator; with the path recorded as its source."""
+    if translator is None and (generator is None) == (copy_paste is None):
+        raise BoneaugError("give exactly one of a generator (--generator) and a patch folder "
+                           "to copy-paste from (--copy-paste)")
+    if copy_paste is not None:
+        translator = copy_paste_translator(copy_paste, seed)
+    source = Path(generator if generator is not None else copy_paste or "")
+    if translator is None:
+        model, info = load_generator(source, device)
+        return source, model, info
+    return source, translator[0].to(device), translator[1]
 
 
 @torch.no_grad()
@@ -372,7 +406,7 @@ def id_prefix(bone: str, generator_bone: str, seed: int, method: str = "cyclegan
     Copy-paste images start with ``cp-`` instead of ``syn-``.
     """
     transfer = "" if generator_bone in (bone, "unknown") else f"-from-{generator_bone}"
-    start = "cp" if method == "copypaste" else "syn"
+    start = "cp" if method == COPY_PASTE else "syn"
     return f"{start}-{bone}{transfer}-s{seed}"
 
 
@@ -401,8 +435,10 @@ def _how_many(count: int | None, ratio: float | None, real_positives: int, bone:
     return max(1, int(round(ratio * real_positives)))
 
 
-def _stats(info: dict[str, Any], generator: Path, override: str | Path | None
-           ) -> tuple[dict[str, Any], str]:
+def lesion_stats_of(info: dict[str, Any], generator: Path, override: str | Path | None
+                    ) -> tuple[dict[str, Any], str]:
+    """The lesion statistics that place the lesions (a file given, else those the
+    generator carries) and where they came from."""
     if override is not None:
         path = Path(override)
         if not path.is_file():

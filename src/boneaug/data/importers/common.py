@@ -27,7 +27,6 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from boneaug.data.files import atomic_path
 from boneaug.data.manifest import (
     BONES,
     REGIONS,
@@ -37,6 +36,7 @@ from boneaug.data.manifest import (
     validate_manifest,
 )
 from boneaug.errors import BoneaugError
+from boneaug.files import atomic_path
 
 Box = list[float]
 Point = tuple[float, float]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from boneaug.data.files import write_json_atomic
+from boneaug.files import write_json_atomic
 
 _PACKAGES = ("boneaug", "numpy", "scipy", "pandas", "pillow", "pydicom", "torch", "monai")
 
