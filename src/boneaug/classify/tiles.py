@@ -36,9 +36,10 @@ the lesion scale, and a film scores as its highest tile:
   healthy ones; every lesion tile and healthy ones drawn up to `VAL_TILES`); with
   ``select: ema`` nothing is chosen on it.
 
-Measured on phantom-full (docs/results.md, "The benchmark in one go"): oracle-r10 at the
-image level 0.984 / 0.985 / 0.887 (femur / humerus / tibia; the tibia was 0.62 with 96 px
-whole films), each tile classifier 10-14 s against 35-41 s for a film classifier.
+Measured on phantom-full (docs/results.md, "Shifted lesion grids"): oracle-r10 at the
+image level 0.983 / 0.983 / 0.926 (femur / humerus / tibia; the tibia was 0.62 with 96 px
+whole films, 0.887 with one grid per film), each tile classifier 9-15 s against 35-41 s
+for a film classifier.
 """
 
 from __future__ import annotations
