@@ -61,8 +61,11 @@ def test_mapped_csv_round_trips_and_merges_box_rows(study: Path, tmp_path: Path)
     assert list(table.index) == ["S1", "S2", "S3"]
     assert table.at["S1", "boxes"] == [[2.0, 3.0, 10.0, 12.0], [20.0, 5.0, 30.0, 15.0]]
     assert table.at["S2", "boxes"] == []
-    # "abnormal" matches case-insensitively; "cyst" is not listed, so it is a negative
+    # "abnormal" matches case-insensitively; "cyst" is not listed, so it is a negative,
+    # and the import says which values it took as normal (a misspelt lesion value shows)
     assert table["label"].tolist() == [1, 0, 0]
+    [taken] = [w for w in report.warnings if "taken as normal" in w]
+    assert "column Finding" in taken and "'cyst' (1 row)" in taken
     assert table["bone"].tolist() == ["femur", "pelvis", "knee"]
     assert table["patient_id"].tolist() == ["S1", "S2", "S3"]
     # extras are kept; a user column named like a manifest column is renamed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from boneaug.data.importers.common import (
 )
 from boneaug.data.manifest import COLUMNS, parse_boxes
 from boneaug.errors import BoneaugError
+from boneaug.files import short
 
 FIELDS = ("image_id", "path", "patient_id", "bone", "label", "boxes", "mask_path", "split")
 CORNERS = ("x0", "y0", "x1", "y1")
@@ -159,6 +161,7 @@ def import_csv(table: Path, out: Path, *, mapping: dict[str, str], bone: str | N
 
     merged: dict[str, dict[str, Any]] = {}
     first_line: dict[str, int] = {}
+    normal_values: Counter[str] = Counter()  # with --positive: what made a film normal
     for pos, record in enumerate(frame.to_dict("records")):
         line = pos + 2  # the header is line 1, as in an editor
         where = f"{table} line {line}"
@@ -192,6 +195,8 @@ def import_csv(table: Path, out: Path, *, mapping: dict[str, str], bone: str | N
             row["boxes"] = []
         for theirs, ours in extras.items():
             row[ours] = record[theirs]
+        if positive_values is not None and not row["label"]:
+            normal_values[record[used["label"]].strip()] += 1
         if image_id in merged:
             _merge(merged[image_id], row, where, first_line[image_id])
         else:
@@ -207,6 +212,12 @@ def import_csv(table: Path, out: Path, *, mapping: dict[str, str], bone: str | N
         row["boxes"] = [finding.box for finding in findings]
     where_rows = [f"{table} line {first_line[r['image_id']]}" for r in rows]
     warnings = tally.summary("boxes", "one box listed twice")
+    if normal_values:  # a misspelt lesion value would become a normal film without a word
+        listed = ", ".join(f"{value!r} ({count} row{'s' if count != 1 else ''})"
+                           for value, count
+                           in sorted(normal_values.items(), key=lambda kv: (-kv[1], kv[0])))
+        warnings.append(f"--positive {', '.join(positive_values or ())}: the other values of "
+                        f"column {used['label']} were taken as normal: {short(listed, 300)}")
     return finish(rows, root=root, out=out, where=where_rows, warnings=warnings, inputs=[table])
 
 
