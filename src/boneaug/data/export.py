@@ -36,6 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from boneaug.data.imageio import image_size, read_image
+from boneaug.data.importers.common import relative_to, safe_name
 from boneaug.data.manifest import Manifest
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_text_atomic
@@ -154,13 +155,6 @@ def mask_polygons(mask: np.ndarray, box: list[float]) -> list[list[float]]:
 # --------------------------------------------------------------------------- writers
 
 
-def _relative(path: Path, folder: Path) -> str:
-    try:
-        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
-    except ValueError:  # another drive
-        return str(path.resolve())
-
-
 def _size(manifest: Manifest, row: pd.Series) -> tuple[int, int]:
     return image_size(manifest.resolve(str(row["path"])))
 
@@ -170,8 +164,8 @@ def _write_coco(manifest: Manifest, rows: pd.DataFrame, folder: Path, out_dir: P
     images, annotations = [], []
     for number, (_, row) in enumerate(rows.iterrows(), start=1):
         height, width = _size(manifest, row)
-        entry = {"id": number, "file_name": _relative(manifest.resolve(str(row["path"])),
-                                                      out_dir),
+        film = manifest.resolve(str(row["path"]))
+        entry = {"id": number, "file_name": relative_to(film, out_dir),
                  "width": width, "height": height, "bone": str(row["bone"]),
                  "split": str(row["split"]), "synthetic": row["origin"] == "synthetic",
                  "boneaug_image_id": str(row["image_id"])}
@@ -210,8 +204,8 @@ def _names(rows: pd.DataFrame) -> list[str]:
     used: set[str] = set()
     names = []
     for image_id in rows["image_id"].astype(str):
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id) or "image"
-        name, n = stem, 1
+        stem = name = safe_name(image_id)
+        n = 1
         while name in used:
             n += 1
             name = f"{stem}-{n}"

@@ -89,6 +89,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PIXEL_DATA = 0x7FE00010        # the DICOM tag (7FE0,0010)
+UNDEFINED_LENGTH = 0xFFFFFFFF  # an element whose length is not given (encapsulated)
 JPEG_TAIL = 4096  # bytes at a JPEG's end searched for its end-of-image marker
 
 
@@ -99,14 +101,19 @@ def cut_short(path: str | Path) -> str | None:
     formats (and compressed DICOM) are not judged here but when read."""
     path = Path(path)
     if is_dicom(path):
-        ds = _dcmread(path)
+        # values over 1 KB are not read (deferred): the pixel data's place and declared
+        # length are enough, so a folder of large films is not read whole
+        ds = _dcmread(path, defer_size=1024)
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if "PixelData" not in ds or syntax is None or syntax.is_encapsulated:
+        raw = getattr(ds, "_dict", {}).get(PIXEL_DATA)  # the element as read, not decoded
+        length, start = getattr(raw, "length", None), getattr(raw, "value_tell", None)
+        if (syntax is None or syntax.is_encapsulated or length is None or start is None
+                or length == UNDEFINED_LENGTH):
             return None
+        have = min(length, path.stat().st_size - start)
         try:
             promised = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
                         * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
-            have = len(ds.PixelData)
         except Exception:  # a corrupt element: judged (and refused) when the pixels are read
             return None
         return (f"DICOM pixel data is {have} bytes of the {promised} its header gives: the "
@@ -162,12 +169,13 @@ def _pil_to_unit_float(img: Image.Image, path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _dcmread(path: Path, stop_before_pixels: bool = False):
+def _dcmread(path: Path, stop_before_pixels: bool = False, defer_size: int | None = None):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True,
+                               defer_size=defer_size)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path}: not a readable DICOM file ({exc})") from exc
     except Exception as exc:  # a corrupt file raises many pydicom-internal types

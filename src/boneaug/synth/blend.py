@@ -17,6 +17,7 @@ pixels, ``x1``/``y1`` exclusive.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import label
 
 from boneaug.patches import resize_to
 
@@ -136,8 +137,6 @@ def painted_mask(before: np.ndarray, after: np.ndarray, crop_box: tuple[int, int
     lx1 = min(int(np.ceil(lesion_box[2])), width)
     ly1 = min(int(np.ceil(lesion_box[3])), height)
     if top >= MIN_CHANGE:
-        from scipy.ndimage import label
-
         parts, _ = label(change >= max(CHANGE_SHARE * top, MIN_CHANGE))
         inside = parts[max(ly0 - y0, 0):max(ly1 - y0, 0), max(lx0 - x0, 0):max(lx1 - x0, 0)]
         touching = np.setdiff1d(np.unique(inside), [0])

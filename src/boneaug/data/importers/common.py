@@ -505,7 +505,7 @@ def shrink_images(manifest: Manifest, masks: dict[int, LesionShapes], folder: Pa
         new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
         pil = Image.fromarray(np.ascontiguousarray(read_image(source), np.float32))
         small = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BICUBIC), np.float32)
-        name = _mask_name(str(table.at[pos, "image_id"]))
+        name = safe_name(str(table.at[pos, "image_id"]))
         while name in used:
             name += "_"
         used.add(name)
@@ -529,8 +529,9 @@ def shrink_images(manifest: Manifest, masks: dict[int, LesionShapes], folder: Pa
     return done
 
 
-def _mask_name(image_id: str) -> str:
-    """A file name for an image id that may contain folders or odd characters."""
+def safe_name(image_id: str) -> str:
+    """A file name for an image id that may contain folders or odd characters (masks of an
+    import, files of an export)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "__", image_id.replace(os.sep, "/")).strip("._") or "mask"
 
 
@@ -548,7 +549,7 @@ def write_masks(manifest: Manifest, masks: dict[int, LesionShapes], folder: Path
         shapes = masks[pos]
         if not shapes.polygons:
             continue  # box-only image: a filled rectangle would add nothing to its box
-        name = _mask_name(str(manifest.table.at[pos, "image_id"]))
+        name = safe_name(str(manifest.table.at[pos, "image_id"]))
         stem, n = name, 1
         while name in used:
             n += 1
