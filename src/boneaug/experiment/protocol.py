@@ -941,39 +941,54 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, say: Say = 
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
                    extra={"completed": False})
     run = _Run(config, run_dir, say, progress)
+    _announce(run, say)
+    for _, items, job in _phases(run):
+        for item in items:
+            job(item)
+    run.classifiers()
+    return _finish(run, started, report)
+
+
+def _announce(run: _Run, say: Say) -> None:
+    config = run.config
     levels = config.protocol.levels
     n_cls = sum(len(run.level_conditions(v)) for v in levels) * config.protocol.seeds
     n_bones = len(config.protocol.bones or config.data.bones)
     per_level = " + ".join(f"{len(run.level_conditions(v))} {v}" for v in levels)
-    say(f"experiment {config.name!r} -> {run_dir}: {n_bones} bone(s), {per_level} "
+    say(f"experiment {config.name!r} -> {run.paths.root}: {n_bones} bone(s), {per_level} "
         f"conditions x {config.protocol.seeds} seed(s) = {n_cls} classifiers")
     if config.note:
         say(config.note.strip())
 
-    run.data()
-    for bone in config.protocol.bones or config.data.bones:
-        run.probe(bone)
-    if any(c.kind.needs_patches for c in run.conditions):
-        for bone in config.data.bones:
-            run.patches(bone)
-    for bone in config.data.bones:
-        if bone in run.generator_bones():
-            run.gan(bone)
-    for bone in config.data.bones:
-        run.synthesis(bone)
-    run.classifiers()
 
-    summaries, table = run.evaluate()  # cheap: always redone
+def _phases(run: _Run) -> list[tuple[str, list[str], Callable[[str], None]]]:
+    """The stages before the classifiers, in order: (phase, its jobs, how to run one)."""
+    config = run.config
+    bones = list(config.data.bones)
+    return [
+        ("data", ["all"], lambda _: run.data()),
+        ("probes", list(config.protocol.bones or bones), run.probe),
+        ("patches", bones if any(c.kind.needs_patches for c in run.conditions) else [],
+         run.patches),
+        ("generators", [b for b in bones if b in run.generator_bones()], run.gan),
+        ("synthesis", bones, run.synthesis)]
+
+
+def _finish(run: _Run, started: float, report: bool, **extra: Any) -> ExperimentResult:
+    """Evaluate (cheap: always redone), record the run as complete, write the report."""
+    config, run_dir = run.config, run.paths.root
+    first = config.protocol.levels[0]
+    summaries, table = run.evaluate()
     # run.json first: the report shows its wall time
     write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
-                   extra={"completed": True})
+                   extra={"completed": True, **extra})
     report_path = None
     if report:
         from boneaug.experiment.report import write_report
 
         report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
-                                   summary=summaries[levels[0]]).html
-    return ExperimentResult(run_dir, summaries[levels[0]], table, report_path,
+                                   summary=summaries[first]).html
+    return ExperimentResult(run_dir, summaries[first], table, report_path,
                             time.time() - started)
 
 
@@ -992,16 +1007,9 @@ def _run_grid(config: ExperimentConfig, run_dir: Path, grid: Grid, say: Say, pro
                        extra={"completed": False})
     grid.barrier("open", fresh=fresh)
     run = _Run(config, run_dir, say if grid.rank == 0 else _quiet(say, grid), progress)
-    bones = list(config.data.bones)
-    tested = list(config.protocol.bones or bones)
-    steps: list[tuple[str, list[str], Callable[[str], None]]] = [
-        ("data", ["all"], lambda _: run.data()),
-        ("probes", tested, run.probe),
-        ("patches", bones if any(c.kind.needs_patches for c in run.conditions) else [],
-         run.patches),
-        ("generators", [b for b in bones if b in run.generator_bones()], run.gan),
-        ("synthesis", bones, run.synthesis)]
-    for phase, items, job in steps:
+    if grid.rank == 0:
+        _announce(run, say)
+    for phase, items, job in _phases(run):
         for item in grid.share(items):
             job(item)
         grid.barrier(phase)
@@ -1010,17 +1018,7 @@ def _run_grid(config: ExperimentConfig, run_dir: Path, grid: Grid, say: Say, pro
     run.classifiers(grid)
     if grid.rank != 0:
         return ExperimentResult(run_dir, pd.DataFrame(), "", None, time.time() - started)
-    summaries, table = run.evaluate()
-    write_run_json(run_dir, "experiment", config.to_dict(), config.seed, started,
-                   extra={"completed": True, "world_size": grid.world})
-    report_path = None
-    if report:
-        from boneaug.experiment.report import write_report
-
-        report_path = write_report(run_dir, n_boot=config.protocol.n_boot, seed=config.seed,
-                                   summary=summaries[config.protocol.levels[0]]).html
-    return ExperimentResult(run_dir, summaries[config.protocol.levels[0]], table, report_path,
-                            time.time() - started)
+    return _finish(run, started, report, world_size=grid.world)
 
 
 def _quiet(say: Say, grid: Grid) -> Say:
