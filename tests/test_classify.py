@@ -404,6 +404,23 @@ def test_training_learns_a_separable_toy_set(toy, select):
         assert probs[val_y == 1].mean() > probs[val_y == 0].mean() + 0.05
 
 
+def test_ema_scores_validation_at_a_few_epochs_and_the_model_does_not_depend_on_it(
+        toy, monkeypatch):
+    (train_x, train_y), (val_x, val_y) = toy
+    config = ClassifierConfig.from_dict({**TINY, "epochs": 10, "steps_per_epoch": 2})
+    sparse = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, config, seed=1)
+    scored = [row["epoch"] for row in sparse.history if np.isfinite(row["val_auc"])]
+    assert scored == [2, 4, 6, 8, 10] and len(sparse.history) == 10
+    assert sparse.best_val_auc == sparse.history[-1]["val_auc"]
+    monkeypatch.setattr(train_module, "VAL_POINTS", 1000)  # every epoch scored
+    every = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, config, seed=1)
+    assert all(np.isfinite(row["val_auc"]) for row in every.history)
+    for (name, a), b in zip(sparse.model.state_dict().items(),
+                            every.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert every.best_val_auc == sparse.best_val_auc
+
+
 def faint_set(n: int, positives: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """32 px noise; the first `positives` images carry a faint 6x6 square (+0.16)."""
     rng = np.random.default_rng(seed)

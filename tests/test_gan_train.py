@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 from boneaug.errors import BoneaugError
 from boneaug.gan import (
@@ -25,6 +24,7 @@ from boneaug.gan import (
 )
 from boneaug.gan.config import lr_factor
 from boneaug.gan.stream import PatchStream
+from conftest import smooth_patches
 
 P = 32
 
@@ -301,13 +301,6 @@ def test_load_generator_errors(generator_file: Path, tmp_path: Path) -> None:
 
 # --- it learns ------------------------------------------------------------------------------
 
-def _smooth(n: int, seed: int) -> np.ndarray:
-    r = np.random.default_rng(seed).random((n, P, P)).astype(np.float32)
-    r = np.stack([gaussian_filter(x, 2.0) for x in r])
-    r = (r - r.min()) / (r.max() - r.min())
-    return (0.2 + 0.4 * r).astype(np.float32)
-
-
 def test_tiny_cyclegan_learns_to_paint_a_disc(tmp_path: Path) -> None:
     """healthy = smooth noise; lesion = other smooth noise + a bright central disc.
 
@@ -316,7 +309,8 @@ def test_tiny_cyclegan_learns_to_paint_a_disc(tmp_path: Path) -> None:
     """
     yy, xx = np.mgrid[:P, :P]
     disc = ((yy - P / 2 + 0.5) ** 2 + (xx - P / 2 + 0.5) ** 2 <= 36).astype(np.float32)
-    healthy, lesion, held_out = _smooth(64, 0), _smooth(64, 1) + 0.35 * disc, _smooth(16, 2)
+    healthy, held_out = smooth_patches(64, 0, P), smooth_patches(16, 2, P)
+    lesion = smooth_patches(64, 1, P) + 0.35 * disc
     config = GanConfig(n_blocks=2, ngf=8, ndf=8, iterations=250, decay_start=250, lr=2e-3,
                        batch_size=4, pool_size=10, sample_every=1000, checkpoint_every=1000,
                        seed=0)

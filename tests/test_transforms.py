@@ -8,31 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from boneaug.data import load_manifest, read_image, save_manifest
-from boneaug.data.phantom import PhantomConfig, make_phantom
-from boneaug.data.splits import split_manifest
+from boneaug.data import read_image
 from boneaug.errors import BoneaugError
-from boneaug.gan import GanConfig, train_bone_generator
-from boneaug.patches import extract_patches
 from boneaug.transforms import LesionPainter, RandLesiond
+from conftest import tiny_femur_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     """Phantom femur films, their patch folder and a tiny generator."""
-    root = tmp_path_factory.mktemp("transforms")
-    films = load_manifest(make_phantom(root / "films", PhantomConfig(
-        bones=("femur",), normal=16, lesion=8, size=96, difficulty=0.0, seed=2)))
-    manifest = load_manifest(save_manifest(split_manifest(films, val=0.25, test=0.25,
-                                                          seed=0).manifest, root / "m.csv"))
-    patches = extract_patches(manifest, "femur", 24, root / "patches", per_lesion=2,
-                              healthy_per_image=2, progress=False)
-    gan = train_bone_generator(patches.bone_dir, GanConfig(
-        n_blocks=1, ngf=4, ndf=4, iterations=4, batch_size=2, sample_every=4,
-        checkpoint_every=4, device="cpu"), root / "gan", progress=False)
+    manifest, bone_dir, generator = tiny_femur_world(tmp_path_factory.mktemp("transforms"))
     normals = manifest.table[(manifest.table["label"] == 0)
                              & (manifest.table["split"] == "train")]
-    return manifest, patches.bone_dir, gan.generator_path, normals
+    return manifest, bone_dir, generator, normals
 
 
 def _films(world, count: int = 6) -> list[tuple[str, np.ndarray]]:

@@ -35,6 +35,7 @@ import torch
 from boneaug.distributed import fixed_threads
 from boneaug.errors import BoneaugError
 from boneaug.gan import from_model_range, to_model_range
+from boneaug.gan.masks import site_mask, with_mask
 from boneaug.patches import estimate_bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, painted_mask, paste_change
@@ -111,6 +112,9 @@ class LesionPainter:
         x0, y0, x1, y1 = site.crop_box
         patch = resize_square(image[y0:y1, x0:x1], self.patch_size)
         x = to_model_range(torch.from_numpy(np.ascontiguousarray(patch))[None, None])
+        if getattr(self.model, "masked", False):
+            mask = site_mask(site.lesion_box, site.crop_box, self.patch_size)
+            x = with_mask(x, to_model_range(torch.from_numpy(mask)[None, None]))
         with torch.no_grad(), fixed_threads(1):
             out = from_model_range(self.model(x.to(self.device)).float()).clamp(0, 1)
         lx0, ly0, lx1, ly1 = site.lesion_box

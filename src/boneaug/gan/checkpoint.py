@@ -26,7 +26,7 @@ from boneaug.distributed import Ranks
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path
 from boneaug.gan.config import GanConfig
-from boneaug.gan.networks import ResnetGenerator
+from boneaug.gan.networks import ResnetGenerator, build_generator
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.step import Discriminators, Generators, LossLog
 from boneaug.gan.stream import PatchStream
@@ -85,10 +85,15 @@ class RunKey:
     world_size: int
 
 
-def data_id(healthy: np.ndarray, lesion: np.ndarray) -> dict[str, Any]:
-    """The `RunKey.data` of two patch stacks."""
-    return {"healthy": [len(healthy), _array_hash(healthy)],
+def data_id(healthy: np.ndarray, lesion: np.ndarray, masks: np.ndarray | None = None
+            ) -> dict[str, Any]:
+    """The `RunKey.data` of two patch stacks (and of the lesion patches' masks, when the
+    generator is mask-conditioned)."""
+    data = {"healthy": [len(healthy), _array_hash(healthy)],
             "lesion": [len(lesion), _array_hash(lesion)]}
+    if masks is not None:
+        data["masks"] = [len(masks), _array_hash(masks)]
+    return data
 
 
 @dataclass
@@ -104,6 +109,8 @@ class TrainState:
     stream_healthy: PatchStream
     stream_lesion: PatchStream
     losses: LossLog = field(default_factory=LossLog)
+    # mask-conditioned runs: which lesion patch's mask each healthy patch is given
+    stream_mask: PatchStream | None = None
     iteration: int = 0
     elapsed_before: float = 0.0   # seconds trained by the runs this one resumes
 
@@ -142,7 +149,9 @@ def save_checkpoint(state: TrainState, key: RunKey, folder: RunFolder, ranks: Ra
             "optimizers": {"generators": state.opt_g.state_dict(),
                            "discriminators": state.opt_d.state_dict()},
             "streams": {"healthy": state.stream_healthy.position,
-                        "lesion": state.stream_lesion.position},
+                        "lesion": state.stream_lesion.position,
+                        **({"mask": state.stream_mask.position} if state.stream_mask
+                           is not None else {})},
             "ranks": gathered,
         }
         state.losses.write(folder.losses)
@@ -202,6 +211,8 @@ def restore(state: TrainState, ckpt: dict[str, Any], rank: int, device: torch.de
     state.pool_healthy.load_state_dict(mine["pool_healthy"], device)
     state.stream_healthy.position = int(ckpt["streams"]["healthy"])
     state.stream_lesion.position = int(ckpt["streams"]["lesion"])
+    if state.stream_mask is not None:
+        state.stream_mask.position = int(ckpt["streams"]["mask"])
     _set_rng_state(mine["rng"], device)
     state.iteration = int(ckpt["iteration"])
     state.elapsed_before = float(ckpt["elapsed_seconds"])
@@ -284,7 +295,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu"
             raise BoneaugError(f"{path}: generator checkpoint lacks {key!r}")
     net_cfg = blob["network"]
     try:
-        generator = ResnetGenerator(**net_cfg)
+        generator = build_generator(net_cfg)
     except (TypeError, ValueError) as exc:
         raise BoneaugError(f"{path}: bad network settings {net_cfg!r} ({exc})") from None
     state = blob["state_dict"]

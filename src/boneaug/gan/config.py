@@ -20,7 +20,7 @@ __all__ = ["SECTION", "GanConfig", "lr_factor"]
 
 SECTION = "gan"  # the settings' section in a config file, and their name in messages
 UPSAMPLING = ("transpose", "resize")
-ADDED_LATER = {"upsample": "transpose"}  # setting -> its default (see `to_dict`)
+ADDED_LATER = {"upsample": "transpose", "mask": False}  # setting -> its default (see `to_dict`)
 
 
 @dataclass
@@ -63,6 +63,10 @@ class GanConfig:
     # stride-2 transposed convolutions) or "resize" (nearest-neighbour x2, then a 3x3
     # convolution: no checkerboard pattern from uneven kernel overlap; Odena et al. 2016)
     upsample: str = "transpose"
+    # a mask-conditioned generator (networks.MaskedGenerator, gan/masks.py): it is given
+    # where the lesion is to be (an ellipse in a real lesion's box) and changes the patch
+    # only there; False: the reference CycleGAN, which changes the whole patch
+    mask: bool = False
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -104,6 +108,7 @@ class GanConfig:
         check_choice(where, "channels_last", self.channels_last, ("auto", True, False))
         check_choice(where, "compile", self.compile, (True, False))
         check_choice(where, "upsample", self.upsample, UPSAMPLING)
+        check_choice(where, "mask", self.mask, (True, False))
         check_number(where, "threads", self.threads, 1, 256, integer=True)
 
 

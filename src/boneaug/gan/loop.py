@@ -57,10 +57,16 @@ from boneaug.gan.checkpoint import (
     save_generator,
 )
 from boneaug.gan.config import SECTION, GanConfig, lr_factor
-from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator, from_model_range
+from boneaug.gan.masks import patch_masks, with_mask
+from boneaug.gan.networks import (
+    MaskedGenerator,
+    PatchGANDiscriminator,
+    ResnetGenerator,
+    from_model_range,
+)
 from boneaug.gan.pool import ImagePool
 from boneaug.gan.step import Discriminators, Generators, make_adam, train_step
-from boneaug.gan.stream import PatchStream, check_domains, to_batch
+from boneaug.gan.stream import PatchStream, check_domains, check_masks, to_batch
 from boneaug.runinfo import write_run_json
 
 __all__ = ["TrainResult", "train_cyclegan"]
@@ -93,7 +99,8 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                    out_dir: str | Path, resume: bool = False, progress: bool = True,
                    stop_after: int | None = None,
                    generator_info: dict[str, Any] | None = None,
-                   report: Callable[[int, int, float], None] | None = None) -> TrainResult:
+                   report: Callable[[int, int, float], None] | None = None,
+                   lesion_masks: np.ndarray | None = None) -> TrainResult:
     """Train the CycleGAN healthy <-> lesion on two unpaired patch stacks.
 
     Args:
@@ -112,12 +119,16 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
         report: called on rank 0 at every `checkpoint_every` iterations with (iterations
             done, iterations in all, iterations per second of this session): progress
             for a log, where a progress bar is not shown.
+        lesion_masks: float32 `(M, P, P)` in [0, 1], where each lesion patch's lesion is
+            (`boneaug.gan.masks.patch_masks`); needed by a mask-conditioned run
+            (`config.mask`), which gives each healthy patch one of them at random.
     """
     config.validate()
     ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info,
                    report)
+    masks = check_masks(lesion_masks, lesion, config.mask)
     with fixed_threads(config.threads):
-        return _train(healthy, lesion, config, ask)
+        return _train(healthy, lesion, masks, config, ask)
 
 
 def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str | Path, *,
@@ -136,9 +147,10 @@ def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str 
     if not stats_path.is_file():
         raise BoneaugError(f"{patch_dir}: has no lesion_stats.json; not a patch folder of "
                            "`boneaug patches` (run it again)")
+    masks = patch_masks(lesion.index, lesion.size) if config.mask else None
     return train_cyclegan(
         healthy.patches, lesion.patches, config, out_dir, resume=resume, progress=progress,
-        report=report,
+        report=report, lesion_masks=masks,
         generator_info={"bone": info.get("bone"), "lesion_stats": read_json_object(stats_path),
                         "patches": {**info.get("settings", {}), "folder": str(patch_dir)}})
 
@@ -155,13 +167,14 @@ class _Request:
     report: Callable[[int, int, float], None] | None = None
 
 
-def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Request
-           ) -> TrainResult:
+def _train(healthy: np.ndarray, lesion: np.ndarray, masks: np.ndarray | None,
+           config: GanConfig, ask: _Request) -> TrainResult:
     started = time.time()
     healthy, lesion = check_domains(healthy, lesion, config.batch_size)
     _check_folder(ask.folder, ask.resume)
     hw = _hardware(config)
-    key = RunKey(config, int(healthy.shape[1]), data_id(healthy, lesion), hw.ddp.world_size)
+    key = RunKey(config, int(healthy.shape[1]), data_id(healthy, lesion, masks),
+                 hw.ddp.world_size)
     state = _new_state(config, len(healthy), len(lesion), hw)
     if ask.resume:
         restore(state, load_checkpoint(ask.folder.last, key), hw.ddp.rank, hw.device,
@@ -169,7 +182,8 @@ def _train(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig, ask: _Req
     steps = _wrap(state, config, hw)
     # Fixed patches for the sample sheets: the first few of each domain.
     k = np.arange(min(4, len(healthy), len(lesion)))
-    run = _Run(key, ask.folder, hw, state, hw.batch(healthy, k), hw.batch(lesion, k))
+    run = _Run(key, ask.folder, hw, state, hw.batch(healthy, k), hw.batch(lesion, k),
+               None if masks is None else hw.batch(masks, k), masks)
     if hw.is_main:
         ask.folder.out.mkdir(parents=True, exist_ok=True)
     end = config.iterations if ask.stop_after is None else min(ask.stop_after,
@@ -247,9 +261,10 @@ def _new_state(config: GanConfig, n_healthy: int, n_lesion: int, hw: _Hardware
                ) -> TrainState:
     """Networks, optimisers, pools and data streams as iteration 0 has them."""
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    g_hl = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
-    g_lh = ResnetGenerator(config.n_blocks, config.ngf, upsample=config.upsample)
-    d_l = PatchGANDiscriminator(config.ndf)
+    kind = MaskedGenerator if config.mask else ResnetGenerator
+    g_hl = kind(config.n_blocks, config.ngf, upsample=config.upsample)
+    g_lh = kind(config.n_blocks, config.ngf, upsample=config.upsample)
+    d_l = PatchGANDiscriminator(config.ndf, in_channels=2 if config.mask else 1)
     d_h = PatchGANDiscriminator(config.ndf)
     generators = Generators(g_hl, g_lh, identity=config.lambda_identity > 0)
     discriminators = Discriminators(d_l, d_h)
@@ -267,7 +282,9 @@ def _new_state(config: GanConfig, n_healthy: int, n_lesion: int, hw: _Hardware
         pool_lesion=ImagePool(config.pool_size, seed=config.seed * 1000 + 2 * rank),
         pool_healthy=ImagePool(config.pool_size, seed=config.seed * 1000 + 2 * rank + 1),
         stream_healthy=PatchStream(n_healthy, config.seed, 0, rank, world),
-        stream_lesion=PatchStream(n_lesion, config.seed, 1, rank, world))
+        stream_lesion=PatchStream(n_lesion, config.seed, 1, rank, world),
+        stream_mask=PatchStream(n_lesion, config.seed, 2, rank, world) if config.mask
+        else None)
 
 
 @dataclass(frozen=True)
@@ -312,6 +329,8 @@ class _Run:
     state: TrainState
     show_healthy: torch.Tensor
     show_lesion: torch.Tensor
+    show_masks: torch.Tensor | None   # mask-conditioned: those of the lesion patches shown
+    masks: np.ndarray | None          # mask-conditioned: every lesion patch's mask
     started: float = field(default_factory=time.time)
 
     @property
@@ -331,7 +350,7 @@ class _Run:
         path = out / "samples" / f"iter_{self.state.iteration:06d}.png"
         g = self.state.generators
         _sample_sheet(g.healthy_to_lesion, g.lesion_to_healthy, self.show_healthy,
-                      self.show_lesion, self.hw.autocast, path)
+                      self.show_lesion, self.show_masks, self.hw.autocast, path)
         with atomic_path(out / "samples.png") as tmp:
             shutil.copyfile(path, tmp)
         return out / "samples.png"
@@ -350,11 +369,16 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
             for group in opt.param_groups:
                 group["lr"] = lr
         real_healthy = hw.batch(healthy, state.stream_healthy.next(config.batch_size))
-        real_lesion = hw.batch(lesion, state.stream_lesion.next(config.batch_size))
+        which = state.stream_lesion.next(config.batch_size)
+        real_lesion = hw.batch(lesion, which)
+        mask_healthy = mask_lesion = None
+        if run.masks is not None and state.stream_mask is not None:
+            mask_lesion = hw.batch(run.masks, which)
+            mask_healthy = hw.batch(run.masks, state.stream_mask.next(config.batch_size))
         terms = train_step(steps.generators, steps.discriminators, state.opt_g, state.opt_d,
                            state.pool_lesion, state.pool_healthy, real_healthy, real_lesion,
                            config.lambda_cycle, config.lambda_identity, hw.autocast,
-                           steps.d_lesion, steps.d_healthy)
+                           steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion)
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:
@@ -422,15 +446,17 @@ def _result(run: _Run, completed: bool, seconds: float, done: int,
 
 @torch.no_grad()
 def _sample_sheet(g_hl: nn.Module, g_lh: nn.Module, healthy: torch.Tensor,
-                  lesion: torch.Tensor, autocast: Callable, path: Path) -> None:
-    """PNG, 6 rows of k patches: healthy, -> lesion, -> back; lesion, -> healthy, -> back."""
+                  lesion: torch.Tensor, masks: torch.Tensor | None, autocast: Callable,
+                  path: Path) -> None:
+    """PNG, 6 rows of k patches: healthy, -> lesion, -> back; lesion, -> healthy, -> back.
+    Mask-conditioned: the k-th healthy patch gets the k-th lesion patch's mask."""
     from PIL import Image
 
     with autocast():
-        fake_l = g_hl(healthy)
-        rec_h = g_lh(fake_l)
-        fake_h = g_lh(lesion)
-        rec_l = g_hl(fake_h)
+        fake_l = g_hl(with_mask(healthy, masks))
+        rec_h = g_lh(with_mask(fake_l, masks))
+        fake_h = g_lh(with_mask(lesion, masks))
+        rec_l = g_hl(with_mask(fake_h, masks))
     rows = [healthy, fake_l, rec_h, lesion, fake_h, rec_l]
     rows = [from_model_range(r.float()).cpu().numpy()[:, 0] for r in rows]
     k, p = rows[0].shape[0], rows[0].shape[-1]

@@ -38,8 +38,9 @@ from torch import nn
 
 from boneaug.errors import BoneaugError
 
-__all__ = ["MIN_PATCH", "check_patch_size", "ResnetGenerator", "PatchGANDiscriminator",
-           "count_parameters", "to_model_range", "from_model_range"]
+__all__ = ["MIN_PATCH", "check_patch_size", "ResnetGenerator", "MaskedGenerator",
+           "PatchGANDiscriminator", "build_generator", "count_parameters", "to_model_range",
+           "from_model_range"]
 
 MIN_PATCH = 24  # below this the 70x70 PatchGAN's output is empty
 
@@ -97,6 +98,8 @@ class ResnetGenerator(nn.Module):
             pixel gets the same number of kernel taps, so no checkerboard pattern).
     """
 
+    masked = False  # takes no lesion mask (see `MaskedGenerator`)
+
     def __init__(self, n_blocks: int = 9, ngf: int = 64, in_channels: int = 1,
                  out_channels: int = 1, upsample: str = "transpose") -> None:
         super().__init__()
@@ -138,6 +141,40 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x`: `(B, in_channels, P, P)` in `[-1, 1]`, `P % 4 == 0` -> same size, in `[-1, 1]`."""
         return self.model(x)
+
+
+class MaskedGenerator(ResnetGenerator):
+    """The mask-conditioned generator (`gan.mask: true`): `(B, 2, P, P)` -> `(B, 1, P, P)`.
+
+    Channel 0 is the patch, channel 1 the mask of where the lesion is to be, both in the
+    model range (`boneaug.gan.masks.with_mask`: mask ``m`` in [0, 1] travels as
+    ``2 m - 1``). The ResNet generator sees both and its output is kept only under the
+    mask: ``out = patch + m * (G(patch, mask) - patch)``. Where ``m`` is 0 the output is the
+    patch, exactly; size, shape and site of the lesion are the mask's.
+    """
+
+    masked = True
+
+    def __init__(self, n_blocks: int = 9, ngf: int = 64, in_channels: int = 2,
+                 out_channels: int = 1, upsample: str = "transpose", masked: bool = True
+                 ) -> None:
+        if (in_channels, out_channels, masked) != (2, 1, True):
+            raise ValueError("a mask-conditioned generator takes a patch and a mask (2 "
+                             f"channels) to one patch, got {in_channels} -> {out_channels}")
+        super().__init__(n_blocks, ngf, in_channels=2, out_channels=1, upsample=upsample)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "masked": True}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch, weight = x[:, :1], (x[:, 1:2] + 1.0) * 0.5
+        return patch + weight * (self.model(x) - patch)
+
+
+def build_generator(config: dict[str, Any]) -> ResnetGenerator:
+    """A generator from its `config()` (a checkpoint's "network"): masked or not."""
+    settings = dict(config)
+    return MaskedGenerator(**settings) if settings.get("masked") else ResnetGenerator(**settings)
 
 
 class PatchGANDiscriminator(nn.Module):

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path
 from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
+from boneaug.gan.masks import with_mask
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 
@@ -65,22 +66,30 @@ class Generators(nn.Module):
         self.lesion_to_healthy = lesion_to_healthy
         self.identity = identity
 
-    def forward(self, real_healthy: torch.Tensor, real_lesion: torch.Tensor
-                ) -> tuple[torch.Tensor, ...]:
+    def forward(self, real_healthy: torch.Tensor, real_lesion: torch.Tensor,
+                mask_healthy: torch.Tensor | None = None,
+                mask_lesion: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """`(B, 1, P, P)` each -> (fake_lesion, fake_healthy, rec_healthy, rec_lesion,
         idt_lesion, idt_healthy), all `(B, 1, P, P)`; the identity outputs are empty
-        `(0, 1, P, P)` tensors when identity is off."""
+        `(0, 1, P, P)` tensors when identity is off.
+
+        Mask-conditioned generators (`MaskedGenerator`) also take the masks, in the model
+        range: `mask_healthy` says where each healthy patch is to get its lesion,
+        `mask_lesion` where each real lesion is; a patch keeps its mask through its cycle
+        and its identity pass."""
         n = real_healthy.shape[0]
+        healthy_in = with_mask(real_healthy, mask_healthy)
+        lesion_in = with_mask(real_lesion, mask_lesion)
         if self.identity:
-            out_hl = self.healthy_to_lesion(torch.cat([real_healthy, real_lesion]))
-            out_lh = self.lesion_to_healthy(torch.cat([real_lesion, real_healthy]))
+            out_hl = self.healthy_to_lesion(torch.cat([healthy_in, lesion_in]))
+            out_lh = self.lesion_to_healthy(torch.cat([lesion_in, healthy_in]))
         else:
-            out_hl = self.healthy_to_lesion(real_healthy)
-            out_lh = self.lesion_to_healthy(real_lesion)
+            out_hl = self.healthy_to_lesion(healthy_in)
+            out_lh = self.lesion_to_healthy(lesion_in)
         fake_lesion, idt_lesion = out_hl[:n], out_hl[n:]
         fake_healthy, idt_healthy = out_lh[:n], out_lh[n:]
-        rec_healthy = self.lesion_to_healthy(fake_lesion)
-        rec_lesion = self.healthy_to_lesion(fake_healthy)
+        rec_healthy = self.lesion_to_healthy(with_mask(fake_lesion, mask_healthy))
+        rec_lesion = self.healthy_to_lesion(with_mask(fake_healthy, mask_lesion))
         return fake_lesion, fake_healthy, rec_healthy, rec_lesion, idt_lesion, idt_healthy
 
 
@@ -124,7 +133,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                d_lesion: nn.Module | None = None, d_healthy: nn.Module | None = None,
-               ) -> torch.Tensor:
+               mask_healthy: torch.Tensor | None = None,
+               mask_lesion: torch.Tensor | None = None) -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -133,8 +143,11 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     `Discriminators`, possibly wrapped in DDP or torch.compile; `d_lesion` / `d_healthy`
     (default: the unwrapped discriminators) score the fakes for the generator loss - they
     are called outside DDP because D's parameters get no gradient there.
-    Inputs `(B, 1, P, P)` in [-1, 1]. Returns the detached loss terms, `LOSS_NAMES` order,
-    without a host sync.
+    Inputs `(B, 1, P, P)` in [-1, 1]. Mask-conditioned runs (`gan.mask`) pass the masks
+    (model range) of the healthy patches' lesions-to-be and of the real lesions: the
+    generators take them (`Generators.forward`) and the lesion discriminator judges each
+    lesion patch with its mask, so a fake lesion must look real where its mask says.
+    Returns the detached loss terms, `LOSS_NAMES` order, without a host sync.
     """
     discs = _unwrap(discriminators)
     d_lesion = d_lesion if d_lesion is not None else discs.lesion
@@ -144,8 +157,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     _requires_grad(discs, False)
     with autocast():
         fake_lesion, fake_healthy, rec_healthy, rec_lesion, idt_lesion, idt_healthy = \
-            generators(real_healthy, real_lesion)
-        scores_fake_lesion = d_lesion(fake_lesion)
+            generators(real_healthy, real_lesion, mask_healthy, mask_lesion)
+        scores_fake_lesion = d_lesion(with_mask(fake_lesion, mask_healthy))
         scores_fake_healthy = d_healthy(fake_healthy)
     adv_lesion = lsgan_loss(scores_fake_lesion, True)
     adv_healthy = lsgan_loss(scores_fake_healthy, True)
@@ -163,10 +176,11 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
 
     # 2) discriminators: real vs. a mix of new and past fakes (the history pools)
     _requires_grad(discs, True)
-    shown_lesion = pool_lesion.query(fake_lesion)
+    shown_lesion = pool_lesion.query(with_mask(fake_lesion, mask_healthy))
     shown_healthy = pool_healthy.query(fake_healthy)
     with autocast():
-        scores_lesion, scores_healthy = discriminators(real_lesion, shown_lesion,
+        scores_lesion, scores_healthy = discriminators(with_mask(real_lesion, mask_lesion),
+                                                       shown_lesion,
                                                        real_healthy, shown_healthy)
     n = real_lesion.shape[0]
     loss_d_lesion = discriminator_loss(scores_lesion[:n], scores_lesion[n:])

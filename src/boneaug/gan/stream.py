@@ -14,7 +14,7 @@ from boneaug.errors import BoneaugError
 from boneaug.gan.config import SECTION
 from boneaug.gan.networks import check_patch_size, to_model_range
 
-__all__ = ["PatchStream", "check_domains", "check_patches", "to_batch"]
+__all__ = ["PatchStream", "check_domains", "check_masks", "check_patches", "to_batch"]
 
 
 class PatchStream:
@@ -90,3 +90,27 @@ def check_domains(healthy: Any, lesion: Any, batch_size: int
         raise config_error(SECTION, "batch_size", batch_size,
                            f"must be at most the {fewest[0]} {fewest[1]} patches")
     return healthy, lesion
+
+
+def check_masks(masks: Any, lesion: Any, wanted: bool) -> np.ndarray | None:
+    """The lesion patches' masks of a mask-conditioned run: float32 `(M, P, P)` in [0, 1],
+    one per lesion patch; None for a run without masks (given masks are then refused, so
+    that a forgotten `mask: true` does not pass silently)."""
+    if not wanted:
+        if masks is not None:
+            raise BoneaugError("lesion masks were given, but gan.mask is off; set "
+                               "`mask: true` to train a mask-conditioned generator")
+        return None
+    if masks is None:
+        raise BoneaugError("gan.mask needs the lesion patches' masks (train from a patch "
+                           "folder, `boneaug gan train`, which draws them from its boxes)")
+    masks = np.ascontiguousarray(masks, dtype=np.float32)
+    shape = getattr(lesion, "shape", None)
+    if masks.ndim != 3 or shape is None or masks.shape != tuple(shape):
+        raise BoneaugError(f"lesion masks: expected one per lesion patch, shape {shape}, "
+                           f"got {masks.shape}")
+    if not np.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
+        raise BoneaugError("lesion masks: values must be finite and in [0, 1]")
+    if not (masks > 0).reshape(len(masks), -1).any(axis=1).all():
+        raise BoneaugError("lesion masks: some lesion patch has an empty mask")
+    return masks

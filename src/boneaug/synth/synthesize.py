@@ -41,6 +41,7 @@ from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_d
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.gan import from_model_range, load_generator, to_model_range
+from boneaug.gan.masks import site_mask, with_mask
 from boneaug.patches import bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.runinfo import write_run_json
@@ -282,8 +283,10 @@ class _Painter:
                 placed.append((index, source, site, image[0],
                                resize_square(image[0][y0:y1, x0:x1], self.blend.patch_size)))
             if placed:
+                masks = np.stack([site_mask(p[2].lesion_box, p[2].crop_box,
+                                            self.blend.patch_size) for p in placed])
                 translated = translate(self.model, np.stack([p[4] for p in placed]),
-                                       self.device)
+                                       self.device, masks)
                 for (index, source, site, image, patch), out_patch in zip(
                         placed, translated, strict=True):
                     result, row = self.write(index, source, site, image, patch, out_patch)
@@ -381,8 +384,13 @@ def choose_translator(generator: str | Path | None, copy_paste: str | Path | Non
 
 
 @torch.no_grad()
-def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device) -> np.ndarray:
+def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device,
+              masks: np.ndarray | None = None) -> np.ndarray:
     """Healthy -> lesion for a stack of patches `(N, P, P)` in [0, 1]; returns the same shape.
+
+    `masks` `(N, P, P)` in [0, 1]: where each lesion is to be (`boneaug.gan.masks`); a
+    mask-conditioned generator needs them and changes each patch only under its mask,
+    other translators ignore them.
 
     The generator runs under bf16 autocast where that is fast (CUDA; CPUs with native
     bf16 convolutions: 1.9x on the development CPU, docs/performance.md); the output is
@@ -390,6 +398,12 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device)
     so that the painted pixels do not depend on it.
     """
     x = to_model_range(torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None])
+    if getattr(model, "masked", False):
+        if masks is None:
+            raise BoneaugError("this generator is mask-conditioned: it needs the lesion "
+                               "masks of its patches")
+        m = torch.from_numpy(np.ascontiguousarray(masks, np.float32))[:, None]
+        x = with_mask(x, to_model_range(m))
     x = x.to(device)
     with fixed_threads(), torch.autocast(device.type, dtype=torch.bfloat16,
                                          enabled=bf16_is_fast(device)):
