@@ -7,7 +7,9 @@ test AUC over seeds with its standard deviation, every seed's AUC (from
 ``evaluation/runs*.csv``), ΔAUC against the baseline with the 95 % CI and p of the
 seeds x images bootstrap (✓: beats the baseline), DeLong p on the seed ensembles and the
 gap closed (blank where the oracle does not beat the baseline, as in the report); then
-how many conditions spread more than 0.03 over seeds. Numbers are copied, not recomputed.
+how many conditions spread more than 0.03 over seeds. Numbers are copied, not recomputed,
+except the goal check at the main ratio (`boneaug.classify.evaluate.goal_check`, as the
+report computes it, with the run's `protocol.n_boot` and seed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
+
+from boneaug.classify.evaluate import goal_check
 
 SPREAD_GOAL = 0.03  # issue 10: seed sd of the test AUC at most this, every condition
 
@@ -70,6 +75,33 @@ def level_tables(run: Path, level: str) -> str:
     return "\n".join(lines)
 
 
+def goal_table(run: Path, level: str) -> str:
+    """The goal check of the report at the run's main ratio, as a Markdown table."""
+    suffix = "" if level == "image" else "-region"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    protocol = config.get("protocol") or {}
+    summary = pd.read_csv(run / f"results{suffix}.csv")
+    predictions = pd.read_csv(run / "evaluation" / f"predictions{suffix}.csv")
+    goal = goal_check(predictions, summary, float(protocol.get("main_ratio", 3)),
+                      n_boot=int(protocol.get("n_boot", 2000)), seed=int(config.get("seed", 0)))
+    lines = ["| bone | condition | against | gap closed / ΔAUC [95 % CI] | boot p | DeLong p "
+             "| goal |", "|---|---|---|---|---|---|---|"]
+    for _, r in goal.iterrows():
+        if r["vs"]:
+            what = (f"{_signed(r['delta_seeds'])} [{_signed(r['boot_lo'])}, "
+                    f"{_signed(r['boot_hi'])}]")
+            boot, delong = _p(r["boot_p"]), _p(r["delong_p"])
+        else:
+            what = ("—" if pd.isna(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f} %") + (
+                f" ({r['gap_note']})" if r.get("gap_note") else "")
+            boot = delong = ""
+        lines.append(f"| {r['bone']} | {r['condition']} | {r['vs'] or 'the gap'} | {what} "
+                     f"| {boot} | {delong} | {'met' if r['goal'] else 'not met'} |")
+    met = int(goal["goal"].sum())
+    lines.append(f"\nlines met: {met} of {len(goal)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -79,6 +111,8 @@ def main() -> None:
         if (args.run / f"results{suffix}.csv").is_file():
             print(f"### {level.capitalize()} level\n")
             print(level_tables(args.run, level) + "\n")
+            print(f"Goal check ({level} level)\n")
+            print(goal_table(args.run, level) + "\n")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,19 @@ def test_region_config_validates_and_round_trips():
         assert message.startswith(("cfg: regions.", "cfg: regions:")) and "\n" not in message
 
 
+def test_the_regions_may_have_their_own_budget(films, tmp_path):
+    assert "epochs" not in REGIONS.to_dict()  # older runs' records and keys unchanged
+    own = RegionConfig(context=1.5, epochs=2)
+    assert own.to_dict()["epochs"] == 2 and own.cut_settings() == REGIONS.to_dict()
+    assert REGIONS.classifier(FAST).epochs == 20 and own.classifier(FAST).epochs == 2
+    assert own.classifier(FAST).size == own.size
+    with pytest.raises(BoneaugError, match="regions.epochs"):
+        RegionConfig.from_dict({"epochs": 0}, "cfg: regions")
+    classify_regions(films, "baseline", tmp_path / "r", config=FAST, regions=own,
+                     bone="femur", seed=0)
+    assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 2
+
+
 def test_lesion_regions_hold_their_whole_lesion(films, train_regions):
     table = films.table.set_index("image_id")
     lesion = [i for i, label in enumerate(train_regions.labels) if label == 1]

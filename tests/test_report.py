@@ -147,13 +147,13 @@ def test_report_is_self_contained_and_complete(full_report):
     files = sorted((run / "figures").glob("*.png"))
     assert len(files) == 6 and "roc-curves-per-bone.png" in {f.name for f in files}
     assert sorted(f.read_bytes() for f in files) == sorted(base64.b64decode(u) for u in uris)
-    for number in (6, 7, 10):
+    for number in (6, 7, 11):
         assert "data:image/png;base64," in section(page, number)
     assert section(page, 8).count("data:image/png;base64,") == 2
     # Config shown verbatim but escaped; versions from run.json.
-    assert "# an experiment on the phantom" in section(page, 12)
+    assert "# an experiment on the phantom" in section(page, 13)
     assert "a &lt; b &amp; c" in page and "a < b & c" not in page
-    assert TORCH_VERSION in section(page, 12)
+    assert TORCH_VERSION in section(page, 13)
     import matplotlib.pyplot as plt
 
     assert not plt.get_fignums()  # every figure was closed
@@ -178,10 +178,10 @@ def test_report_contents(full_report):
     gate = section(page, 9)
     assert "<td>0.2500</td>" in gate and "75 %" in gate and "<td>gan-gated-r3</td>" in gate
     # Sample sheets: femur has real and synthetic rows; tibia only transfer synthetics.
-    samples = section(page, 10)
+    samples = section(page, 11)
     assert "real lesion patches (patches/tibia/lesion/patches.npy): not in this run" in samples
     # Runs table: one row per (bone, condition), sizes from runs.csv.
-    runs = section(page, 11)
+    runs = section(page, 12)
     assert runs.count("<tr>") == 1 + len(BONES) * len(conditions("femur"))
     assert "<td>40–41</td>" in runs  # n_train differs between the seeds
 
@@ -200,13 +200,38 @@ def test_missing_optional_inputs_say_not_in_this_run(tmp_path):
     paths = write_report(run, n_boot=20)
     page = paths.html.read_text(encoding="utf-8")
     assert paths.csv.is_file()
-    for number in (9, 10, 11, 12):
+    for number in (9, 10, 11, 12, 13):
         assert NOT_IN_RUN in section(page, number), number
-    assert "Synthetic images (synth/ folder): not in this run" in section(page, 10)
-    assert "data:image/png;base64," not in section(page, 10)
+    assert "Synthetic images (synth/ folder): not in this run" in section(page, 11)
+    assert "data:image/png;base64," not in section(page, 11)
     # The figures that need only predictions are still there.
     assert "data:image/png;base64," in section(page, 6)
     assert "data:image/png;base64," in section(page, 7)
+
+
+def test_the_realism_section_shows_each_set_against_the_floor(tmp_path):
+    run = make_run(tmp_path, synth=False, extras=False)
+    (run / "realism").mkdir()
+    floor = {"name": "real lesions (other half)", "folder": "", "kid": 0.02, "lo": 0.01,
+             "hi": 0.03, "n": 40, "ratio": 1.0}
+    sets = [{"name": "healthy patches", "folder": "", "kid": 0.9, "lo": 0.8, "hi": 1.0,
+             "n": 200, "ratio": 45.0},
+            {"name": "gan", "folder": "synth/gan/femur-s0", "kid": 0.03, "lo": 0.02,
+             "hi": 0.04, "n": 90, "ratio": 1.5},
+            {"name": "copypaste", "folder": "synth/copypaste/femur-s0", "problem":
+             "only 2 patches"}]
+    (run / "realism" / "femur.json").write_text(json.dumps(
+        {"bone": "femur", "reference_lesions": 20, "floor": floor, "sets": sets}))
+    (run / "realism" / "tibia.json").write_text(json.dumps(
+        {"bone": "tibia", "problem": "needs at least 8 held-out real lesions, found 3",
+         "sets": []}))
+    page = write_report(run, n_boot=20).html.read_text(encoding="utf-8")
+    realism = section(page, 10)
+    assert "<td>gan</td>" in realism and "30.0 [20.0, 40.0]" in realism
+    assert "<td>1.5×</td>" in realism and "<td>45.0×</td>" in realism
+    assert realism.count('class="sig"') == 1  # the gan set, within 2x the floor
+    assert "only 2 patches" in realism
+    assert "tibia: not measured (needs at least 8 held-out real lesions" in realism
 
 
 def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
@@ -215,7 +240,7 @@ def test_unreadable_optional_input_is_noted_not_raised(tmp_path):
     (run / "config.yaml").write_text("a: [unclosed\n")
     page = write_report(run, n_boot=20, seed=0).html.read_text(encoding="utf-8")
     assert "gate.json could not be read" in section(page, 9)
-    assert "config.yaml could not be read" in section(page, 12)
+    assert "config.yaml could not be read" in section(page, 13)
 
 
 def test_an_unreadable_config_never_changes_the_intervals_silently(tmp_path):

@@ -290,13 +290,21 @@ def synthesize(
     copy_paste: Path = typer.Option(None, help="Instead of a generator: paste the real lesion "
                                     "patches of this patch folder (PATCHES/<bone>), the "
                                     "copy-paste baseline"),
+    realism: Path = typer.Option(None, help="Also measure how real the lesions look: BONE's "
+                                 "patch folder (PATCHES/<bone>); the reference is the "
+                                 "manifest's val lesions of BONE -> OUT/realism.json"),
 ) -> None:
     """Paint generated lesions onto normal train radiographs of BONE."""
     from boneaug.data.manifest import load_manifest
     from boneaug.synth import synthesize as run_synthesis
 
+    films = load_manifest(manifest)
+    if realism is not None:
+        from boneaug.patches import load_domains
+
+        load_domains(realism)  # a wrong folder is one line before any painting
     report = run_synthesis(
-        generator, load_manifest(manifest), bone, out, count=count, ratio=ratio,
+        generator, films, bone, out, count=count, ratio=ratio,
         seed=seed, batch_size=batch_size, feather=feather, margin=margin,
         negatives_from=tuple(n.lower() for n in negatives_from), lesion_stats=lesion_stats,
         device=device, copy_paste=copy_paste)
@@ -309,6 +317,14 @@ def synthesize(
     typer.echo(f"{report.images} synthetic {report.target_bone} images from {report.sources} "
                f"normal train images{transfer}; median seam ratio "
                f"{report.seam_ratio_median:.2f} -> {report.out_dir}")
+    if realism is not None and report.synthetic_manifest is not None:
+        from boneaug.files import write_json_atomic
+        from boneaug.synth.realism import format_realism, measure_sets
+
+        doc = measure_sets(films, bone, realism, [(report.out_dir.name, str(report.out_dir),
+                                                   report.synthetic_manifest)], seed=seed)
+        write_json_atomic(report.out_dir / "realism.json", doc)
+        typer.echo(format_realism(doc))
 
 
 @import_app.command("csv")

@@ -91,13 +91,33 @@ class RegionConfig:
     min_side: int = 16          # px in the film: the smallest region side
     healthy_per_film: int = 2
     min_bone: float = 0.3       # the least share of a healthy region that is bone
+    # the region classifiers' budget in epochs, when it is to differ from the classifier's
+    # (`classifier.epochs` is then the image level's alone); None: the classifier's
+    epochs: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "regions") -> RegionConfig:
         return build_config(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; `epochs` only when set (runs from before it existed keep their
+        records and stage keys)."""
+        values = asdict(self)
+        if values["epochs"] is None:
+            del values["epochs"]
+        return values
+
+    def cut_settings(self) -> dict[str, Any]:
+        """How regions (and tiles) are cut: the settings without the training budget."""
+        values = self.to_dict()
+        values.pop("epochs", None)
+        return values
+
+    def classifier(self, config: ClassifierConfig) -> ClassifierConfig:
+        """The classifier settings of a region classifier: `config` at the region size,
+        square, with the regions' own budget when they have one."""
+        return dataclasses.replace(config, size=self.size, aspect=1.0,
+                                   epochs=self.epochs or config.epochs)
 
     def validate(self, where: str = "regions") -> None:
         # the classifier's smallest input; the region must hold its box; one negative a film
@@ -105,6 +125,8 @@ class RegionConfig:
             check_number(where, key, getattr(self, key), lowest, integer=True)
         check_number(where, "context", self.context, 1)
         check_number(where, "min_bone", self.min_bone, 0, 1)
+        if self.epochs is not None:
+            check_number(where, "epochs", self.epochs, 1, integer=True)
 
 
 @dataclass
@@ -393,7 +415,7 @@ def _region_set(manifest: Manifest, rows: list, bone: str, config: RegionConfig,
                          [r.id for r in made], image_ids, groups, [r.box for r in made],
                          skipped, [r.crop for r in made]).to_arrays()
 
-    key = ["regions", bone, config.to_dict(), seed, lesions_only,
+    key = ["regions", bone, config.cut_settings(), seed, lesions_only,
            sites.key() if sites else None, _rows_key(manifest, rows)]
     regions = RegionSet.from_arrays(_cached(cache_dir, key, compute))
     if rows and len(regions.skipped) == len(rows):
@@ -511,7 +533,7 @@ def classify_regions(manifest: Manifest, strategy: str, out_dir: str | Path, *,
     started = time.time()
     regions = regions or RegionConfig()
     regions.validate()
-    config = dataclasses.replace(config or ClassifierConfig(), size=regions.size, aspect=1.0)
+    config = regions.classifier(config or ClassifierConfig())
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "classify")
     check_not_an_input(out_dir, [*manifest.files(), *(extra.files() if extra else [])],

@@ -1,8 +1,8 @@
 """The experiment's YAML config: plain dataclasses, validated with one-line errors.
 
 A config has the sections ``data``, ``assign``, ``matching``, ``probe``, ``patches``,
-``gan``, ``synthesis``, ``classifier``, ``regions`` and ``protocol`` plus ``name`` and
-``seed``; see configs/phantom-demo.yaml for every key with a comment. Unknown keys are
+``gan``, ``synthesis``, ``realism``, ``classifier``, ``regions`` and ``protocol`` plus
+``name`` and ``seed``; see configs/phantom-demo.yaml for every key with a comment. Unknown keys are
 refused (a typo must not silently run the default).
 """
 
@@ -20,6 +20,7 @@ from boneaug.config import check_choice, check_known, check_number, config_error
 from boneaug.data.matching import MatchingConfig
 from boneaug.errors import BoneaugError
 from boneaug.gan import GanConfig
+from boneaug.synth.realism import RealismConfig
 
 LEVELS = ("image", "region")
 
@@ -167,6 +168,14 @@ class ProbeConfig:
         check_number(where, "folds", self.folds, 2, integer=True)
 
 
+@dataclass(frozen=True)
+class RealismSection(RealismConfig):
+    """The realism measure of every synthesis (`boneaug.synth.realism`, docs/synthesis.md):
+    its settings, and whether the experiment measures it."""
+
+    enabled: bool = True
+
+
 @dataclass
 class ProtocolConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
@@ -214,6 +223,7 @@ class ExperimentConfig:
     patches: PatchesConfig = field(default_factory=PatchesConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    realism: RealismSection = field(default_factory=RealismSection)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     assign: BonesConfig = field(default_factory=BonesConfig)
@@ -264,11 +274,14 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     probe.validate(f"{where}: probe")
     regions = _take(RegionConfig, values.get("regions"), f"{where}: regions")
     regions.validate(f"{where}: regions")
+    realism = _take(RealismSection, values.get("realism"), f"{where}: realism")
+    realism.validate(f"{where}: realism")
     return ExperimentConfig(
         name=str(values.get("name", "experiment")), seed=seed, data=data,
         patches=_take(PatchesConfig, values.get("patches"), f"{where}: patches"),
         gan=GanConfig.from_dict({"seed": seed, **gan_values}, f"{where}: gan"),
         synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
+        realism=realism,
         classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
         protocol=protocol, assign=_assign(values.get("assign"), seed, f"{where}: assign"),
         matching=matching, probe=probe, regions=regions, note=str(values.get("note", "")))

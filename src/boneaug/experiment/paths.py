@@ -16,6 +16,7 @@ synth/gan/<bone>-s<seed>/                         synthetic positives of the bon
 synth/gan/<bone>-from-<g>-s<seed>/                ... of bone g's generator (transfer)
 synth/copypaste/<bone>-s<seed>/                   real lesions pasted (copy-paste)
 gate/<bone>/                                      quality-gate scores and the kept rows
+realism/<bone>.json                               realism of every synthesis of the bone
 cls/<bone>/<condition>/seed<k>/                   one classifier (`boneaug.classify.classify`)
 cls-region/<bone>/<condition>/seed<k>/            one region-level classifier (levels: region)
 evaluation/predictions.csv runs.csv gate.json     every test prediction, every run (first level)
@@ -206,6 +207,10 @@ class RunPaths:
 
     def gate(self, bone: str) -> Path:
         return self.root / "gate" / bone
+
+    def realism(self, bone: str) -> Path:
+        """The realism measure of the bone's synthesis folders (`boneaug.synth.realism`)."""
+        return self.root / "realism" / f"{bone}.json"
 
     def gated(self, bone: str) -> Path:
         """The synthetic positives the quality gate kept."""

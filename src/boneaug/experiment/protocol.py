@@ -70,7 +70,7 @@ from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.classify.probe import ProbeResult, format_probe
 from boneaug.classify.regions import _survey, classify_regions, region_set
-from boneaug.classify.strategies import REFERENCE, Extra, Strategy, known_strategy
+from boneaug.classify.strategies import FOCUS, REFERENCE, TABLE, Extra, Strategy, known_strategy
 from boneaug.classify.tiles import score_films
 from boneaug.data import Manifest, load_manifest, new_table, read_image, save_manifest
 from boneaug.data.films import is_region, normals_of, positives_of
@@ -89,7 +89,7 @@ from boneaug.experiment.evidence import (
     region_probe,
     verdict,
 )
-from boneaug.experiment.paths import LEVEL_SUFFIX, RunPaths, SynthFolder
+from boneaug.experiment.paths import GAN, LEVEL_SUFFIX, RunPaths, SynthFolder
 from boneaug.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.gan import train_bone_generator
 from boneaug.gan.networks import check_patch_size
@@ -97,6 +97,7 @@ from boneaug.patches import extract_patches
 from boneaug.patches.extract import check_patch_fits
 from boneaug.runinfo import write_run_json
 from boneaug.synth import synthesize
+from boneaug.synth.realism import format_realism, measure_sets
 
 Say = Callable[[str], None]
 
@@ -431,6 +432,16 @@ def _conditions_of(config: ExperimentConfig, bone: str, kind: Strategy) -> list[
     return out
 
 
+def _realism_name(folder: SynthFolder) -> str:
+    """How a synthesis folder is named in the realism table: its strategy's name (the
+    bone's own generator: `gan`; another bone's: `gan-transfer from <bone>`)."""
+    if folder.method != GAN:  # copy-paste: its method's name
+        return folder.method
+    if folder.generator:
+        return f"{next(s for s in TABLE if s.transfer).name} from {folder.generator}"
+    return FOCUS.name
+
+
 def _max_ratio(all_conditions: list[Condition], chosen: Callable[[Strategy], bool]) -> float:
     ratios = [c.ratio for c in all_conditions if chosen(c.kind) and c.ratio is not None]
     return max(ratios) if ratios else 0.0
@@ -586,7 +597,7 @@ class _Run:
         key = stage_key(probe=asdict(config.probe), rows=self.keys[f"rows:{bone}"],
                         pool=self.keys[f"pool:{bone}"], matched=bool(config.matching.columns),
                         n_boot=config.protocol.n_boot,
-                        regions=config.regions.to_dict() if "region" in levels else None,
+                        regions=config.regions.cut_settings() if "region" in levels else None,
                         seed=config.seed)
         info = self._stage(f"probe:{bone}", key)
         if info is None:
@@ -730,6 +741,25 @@ class _Run:
                       f"{result.seam_ratio_median:.2f})"
                       + "".join(f"; {w}" for w in result.warnings))
 
+    # 3b. realism: how far each synthesis of the bone lies from held-out real lesions
+    def realism(self, bone: str) -> None:
+        config = self.config
+        folders = [job[0] for job in self.synthesis_jobs(bone)]
+        if not config.realism.enabled or not folders or f"patches:{bone}" not in self.keys:
+            return
+        key = stage_key(realism=asdict(config.realism), seed=config.seed,
+                        rows=self.keys[f"rows:{bone}"], patches=self.keys[f"patches:{bone}"],
+                        sets={f.relative: self.keys[f.relative] for f in folders})
+        if self._stage(f"realism:{bone}", key) is not None:
+            return
+        assert self.manifest is not None
+        sets = [(_realism_name(f), f.relative, self.paths.synthetic(f)) for f in folders]
+        doc = measure_sets(self.manifest, bone, self.paths.patches(bone), sets, config.realism,
+                           config.seed)
+        write_json_atomic(self.paths.realism(bone), doc)
+        self.stages.mark(f"realism:{bone}", key, {"problem": doc.get("problem", "")})
+        self.step(format_realism(doc))
+
     # 4. classifiers; the baselines first (the quality gate scores with them)
     def gate_key(self, bone: str) -> str:
         config = self.config
@@ -775,13 +805,18 @@ class _Run:
             for c in order:
                 if c.kind.gated:
                     self.gate_key(c.bone)
+                # a region classifier's budget is in its classifier settings: regions.epochs
+                # set to the classifier's own leaves its key as it was
+                classifier = config.classifier.to_dict()
+                if level == "region":
+                    classifier["epochs"] = config.regions.classifier(config.classifier).epochs
                 for s in range(config.protocol.seeds):
-                    key = stage_key(classifier=config.classifier.to_dict(),
+                    key = stage_key(classifier=classifier,
                                     strategy=c.strategy, ratio=c.ratio, seed=s,
                                     rows=self.keys[f"rows:{c.bone}"],
                                     negatives=_negatives_from(config, c.bone),
                                     extra=self.extra_key(c),
-                                    **({"regions": config.regions.to_dict()}
+                                    **({"regions": config.regions.cut_settings()}
                                        if level == "region" or config.classifier.crop == "tiles"
                                        else {}))
                     name = RunPaths.classifier_stage(level, c.bone, c.name, s)
@@ -971,7 +1006,8 @@ def _phases(run: _Run) -> list[tuple[str, list[str], Callable[[str], None]]]:
         ("patches", bones if any(c.kind.needs_patches for c in run.conditions) else [],
          run.patches),
         ("generators", [b for b in bones if b in run.generator_bones()], run.gan),
-        ("synthesis", bones, run.synthesis)]
+        ("synthesis", bones, run.synthesis),
+        ("realism", bones, run.realism)]
 
 
 def _finish(run: _Run, started: float, report: bool, **extra: Any) -> ExperimentResult:

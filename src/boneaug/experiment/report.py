@@ -57,6 +57,7 @@ from boneaug.experiment.report_tables import (
     section_headline,
     section_levels,
     section_probe,
+    section_realism,
     section_results,
     section_runs,
 )
@@ -128,7 +129,8 @@ def render(page: Page) -> str:
     bodies = [section_headline(page), section_run(page), section_probe(page),
               section_results(page), section_levels(page), section_roc(page),
               section_ratio(page), section_transfer(page), section_gate(page),
-              section_samples(page), section_runs(page), section_config(page)]
+              section_realism(page), section_samples(page), section_runs(page),
+              section_config(page)]
     parts = []
     for number, (title, body) in enumerate(zip(SECTIONS, bodies, strict=True), start=1):
         parts.append(f'<section id="s{number}"><h2>{html.escape(title)}</h2>\n{body}'

@@ -28,9 +28,10 @@ SECTIONS = (
     "7. AUC against the synthetic ratio",
     "8. Generator transfer",
     "9. Quality gate",
-    "10. Sample sheets",
-    "11. Classifier runs",
-    "12. Config and versions",
+    "10. Realism of the synthetic lesions",
+    "11. Sample sheets",
+    "12. Classifier runs",
+    "13. Config and versions",
 )
 LEVEL_MEANING = {
     "image": "a classifier of whole films (the bone's crop): film style can help it",

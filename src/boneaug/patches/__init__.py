@@ -4,7 +4,9 @@
 writes them under ``<out>/<bone>/``; `load_domains` / `load_patch_store` read them back.
 `estimate_bone_region` finds the bone in a radiograph when no bone mask is given.
 `read_film`, `square_box`, `draw_healthy_crops` and `boxes_overlap` are the crop helpers
-that the region classifier (`boneaug.classify.regions`) shares with the extraction.
+that the region classifier (`boneaug.classify.regions`) shares with the extraction;
+`lesion_crops` cuts a lesion's jittered crops as the lesion domain has them (the realism
+measure cuts its reference with it, `boneaug.synth.realism`).
 """
 
 from boneaug.patches.crop import crop_reflect, resize_square, resize_to
@@ -13,6 +15,7 @@ from boneaug.patches.extract import (
     boxes_overlap,
     draw_healthy_crops,
     extract_patches,
+    lesion_crops,
     read_film,
     square_box,
 )
@@ -33,7 +36,8 @@ from boneaug.patches.store import (
 
 __all__ = [
     "PatchReport", "PatchStore", "bone_region", "boxes_overlap", "crop_reflect",
-    "draw_healthy_crops", "estimate_bone_region", "extract_patches", "load_domains",
-    "load_patch_store", "overlap_scores", "read_film", "read_json_object", "region_bbox",
-    "resize_square", "resize_to", "square_box", "where_bone_lies", "write_patch_store",
+    "draw_healthy_crops", "estimate_bone_region", "extract_patches", "lesion_crops",
+    "load_domains", "load_patch_store", "overlap_scores", "read_film", "read_json_object",
+    "region_bbox", "resize_square", "resize_to", "square_box", "where_bone_lies",
+    "write_patch_store",
 ]

@@ -236,7 +236,7 @@ def _cut(manifest: Manifest, bone: str, size: int, lesion_rows: list[dict],
             for box in row["boxes"]:
                 cuts.lesion_stats.append(_lesion_stat(row, box, image.shape, region,
                                                       region_source, thumb))
-                for crop in _lesion_crops(image, box, size, settings["per_lesion"],
+                for crop in lesion_crops(image, box, size, settings["per_lesion"],
                                           settings["context"], settings["jitter"], rng):
                     crop.row = _index_row(row, manifest, crop.box, seed, box=box,
                                           side_rel=_rel(crop.box, image.shape))
@@ -345,8 +345,11 @@ def square_box(cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
     return x0, y0, x0 + side, y0 + side
 
 
-def _lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, context: float,
-                  jitter: float, rng: np.random.Generator) -> list[_Crop]:
+def lesion_crops(image: np.ndarray, box: list[float], size: int, count: int, context: float,
+                 jitter: float, rng: np.random.Generator) -> list[_Crop]:
+    """`count` square crops around the lesion `box` (side: its longest side x (1 +
+    `context`), scale and position jittered by `jitter`, the box always inside), each
+    resized to `size`; `crop.patch` is the patch, `crop.box` where it was cut."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     longest = max(w, h)
