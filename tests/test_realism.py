@@ -137,3 +137,20 @@ def test_the_features_do_not_depend_on_what_the_process_drew_before() -> None:
     torch.manual_seed(2)
     torch.rand(5)
     assert RealismJudge(*args).floor() == first
+
+
+def test_another_bones_patch_folder_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from boneaug.cli import main as cli_main
+    from conftest import tiny_femur_world
+
+    manifest, bone_dir, generator = tiny_femur_world(tmp_path)
+    monkeypatch.setattr(sys, "argv", [
+        "boneaug", "synthesize", "--generator", str(generator), "--manifest",
+        str(tmp_path / "m.csv"), "--bone", "tibia", "--count", "2", "--out",
+        str(tmp_path / "syn"), "--realism", str(bone_dir)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "needs the patch folder of tibia" in lines[0]
+    assert not (tmp_path / "syn").exists()

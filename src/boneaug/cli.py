@@ -299,10 +299,14 @@ def synthesize(
     from boneaug.synth import synthesize as run_synthesis
 
     films = load_manifest(manifest)
-    if realism is not None:
+    if realism is not None:  # a wrong folder is one line before any painting
         from boneaug.patches import load_domains
 
-        load_domains(realism)  # a wrong folder is one line before any painting
+        patch_bone = load_domains(realism)[2].get("bone")
+        if patch_bone != bone:
+            raise BoneaugError(f"{realism}: --realism needs the patch folder of {bone} (its "
+                               f"features learn that bone's lesions); this one is "
+                               f"{patch_bone}'s")
     report = run_synthesis(
         generator, films, bone, out, count=count, ratio=ratio,
         seed=seed, batch_size=batch_size, feather=feather, margin=margin,

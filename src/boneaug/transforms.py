@@ -32,15 +32,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from boneaug.distributed import fixed_threads
 from boneaug.errors import BoneaugError
-from boneaug.gan import from_model_range, to_model_range
-from boneaug.gan.masks import site_mask, with_mask
+from boneaug.gan.masks import site_mask
 from boneaug.patches import estimate_bone_region, resize_square, where_bone_lies
 from boneaug.patches.location import BoneLocator
 from boneaug.synth.blend import blend_mask, painted_mask, paste_change
 from boneaug.synth.sites import draw_site, usable_stats
-from boneaug.synth.synthesize import DEFAULT_CONTEXT, choose_translator, lesion_stats_of
+from boneaug.synth.synthesize import (
+    DEFAULT_CONTEXT,
+    choose_translator,
+    lesion_stats_of,
+    translate,
+)
 
 __all__ = ["LesionPainter", "Painted", "RandLesiond"]
 
@@ -111,16 +114,13 @@ class LesionPainter:
             return untouched
         x0, y0, x1, y1 = site.crop_box
         patch = resize_square(image[y0:y1, x0:x1], self.patch_size)
-        x = to_model_range(torch.from_numpy(np.ascontiguousarray(patch))[None, None])
-        if getattr(self.model, "masked", False):
-            mask = site_mask(site.lesion_box, site.crop_box, self.patch_size)
-            x = with_mask(x, to_model_range(torch.from_numpy(mask)[None, None]))
-        with torch.no_grad(), fixed_threads(1):
-            out = from_model_range(self.model(x.to(self.device)).float()).clamp(0, 1)
+        mask = site_mask(site.lesion_box, site.crop_box, self.patch_size)
+        out = translate(self.model, patch[None], self.device, mask[None], threads=1,
+                        bf16=False)
         lx0, ly0, lx1, ly1 = site.lesion_box
         weights = blend_mask(y1 - y0, x1 - x0, (lx0 - x0, ly0 - y0, lx1 - x0, ly1 - y0),
                              margin=self.margin, feather=self.feather)
-        result = paste_change(image, site.crop_box, patch, out[0, 0].cpu().numpy(), weights)
+        result = paste_change(image, site.crop_box, patch, out[0], weights)
         mask, _ = painted_mask(image, result, site.crop_box, site.lesion_box)
         return Painted(result.astype(np.float32), True, [float(v) for v in site.lesion_box],
                        mask)

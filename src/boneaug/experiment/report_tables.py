@@ -271,8 +271,9 @@ KID, the unbiased squared MMD of the cubic polynomial kernel on the features of 
 that this run trained to tell the bone's healthy patches from lesion patches (with the
 other half of the held-out lesions: cross-fitted), ×1000, with an approximate 95 %
 interval over half-samples of the patches and the reference lesions. The <b>floor</b> is
-real against real (disjoint halves of the held-out lesions): a set at 1× the floor looks
-as real as real lesions; healthy patches show how far "no lesion" is. The goal: the
+real against real (disjoint halves of the held-out lesions): a set at 1× the floor is as
+far from them as real lesions are (below 1× is possible: KID does not penalise a set of
+too-similar lesions); healthy patches show how far "no lesion" is. The goal: the
 generator's lesions within 2× the floor (docs/synthesis.md says what the measure can and
 cannot tell).</p>"""
 
@@ -284,7 +285,9 @@ def section_realism(page: Page) -> str:
         doc = read_json(path, page.inputs.notes, f"realism:{bone}")
         if doc is None:
             notes.append(page.inputs.notes.get(f"realism:{bone}")
-                         or f"{bone}: realism/{bone}.json is not in this run")
+                         or f"{bone}: realism/{bone}.json is not in this run (the config's "
+                         "realism.enabled is false, the bone has no synthesis, or the run "
+                         "is older than the realism stage)")
             continue
         if doc.get("problem"):
             notes.append(f"{bone}: not measured ({doc['problem']})")

@@ -37,7 +37,14 @@ from boneaug.data.films import check_negatives_from, normals_of, positives_of
 from boneaug.data.imageio import is_dicom, write_png16, write_synthetic_dicom
 from boneaug.data.manifest import file_columns, rebase_path
 from boneaug.data.skips import MAX_SKIPPED_SHARE, Skips, film_problem
-from boneaug.distributed import Ranks, bf16_is_fast, fixed_threads, join, pick_device
+from boneaug.distributed import (
+    DEFAULT_THREADS,
+    Ranks,
+    bf16_is_fast,
+    fixed_threads,
+    join,
+    pick_device,
+)
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
 from boneaug.gan import from_model_range, load_generator, to_model_range
@@ -385,7 +392,8 @@ def choose_translator(generator: str | Path | None, copy_paste: str | Path | Non
 
 @torch.no_grad()
 def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device,
-              masks: np.ndarray | None = None) -> np.ndarray:
+              masks: np.ndarray | None = None, threads: int | None = None,
+              bf16: bool | None = None) -> np.ndarray:
     """Healthy -> lesion for a stack of patches `(N, P, P)` in [0, 1]; returns the same shape.
 
     `masks` `(N, P, P)` in [0, 1]: where each lesion is to be (`boneaug.gan.masks`); a
@@ -395,7 +403,8 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device,
     The generator runs under bf16 autocast where that is fast (CUDA; CPUs with native
     bf16 convolutions: 1.9x on the development CPU, docs/performance.md); the output is
     returned in float32. The thread count is pinned (`boneaug.distributed.fixed_threads`),
-    so that the painted pixels do not depend on it.
+    so that the painted pixels do not depend on it. `threads` and `bf16` override those
+    choices (`boneaug.transforms` paints in float32 on one thread per DataLoader worker).
     """
     x = to_model_range(torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None])
     if getattr(model, "masked", False):
@@ -405,8 +414,9 @@ def translate(model: torch.nn.Module, patches: np.ndarray, device: torch.device,
         m = torch.from_numpy(np.ascontiguousarray(masks, np.float32))[:, None]
         x = with_mask(x, to_model_range(m))
     x = x.to(device)
-    with fixed_threads(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                         enabled=bf16_is_fast(device)):
+    fast = bf16_is_fast(device) if bf16 is None else bf16
+    with fixed_threads(threads or DEFAULT_THREADS), torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=fast):
         y = model(x)
     return from_model_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy()
 
