@@ -72,7 +72,25 @@ def level_tables(run: Path, level: str) -> str:
                  f"max sd {results['auc_sd'].max():.3f}"
                  + (f" ({', '.join(wide['bone'] + ' ' + wide['condition'])})"
                     if len(wide) else ""))
+    lines.append(spread_line(results["auc_sd"].dropna(), results["seeds"].dropna()))
     return "\n".join(lines)
+
+
+def spread_line(sds: pd.Series, seeds: pd.Series) -> str:
+    """The pooled seed sd (root mean square of the conditions' sds) and how many of them
+    would exceed the goal by chance alone if every condition had that sd: a sample sd of n
+    normal draws has (n - 1) s^2 / sigma^2 ~ chi^2(n - 1), so with n = 3,
+    P(s > c) = exp(-c^2 / sigma^2). The largest of 45 three-seed sds is a noisy statistic."""
+    pooled = math.sqrt(float((sds ** 2).mean()))
+    n = int(seeds.min())
+    if n != 3 or pooled == 0:
+        return f"pooled seed sd {pooled:.3f} ({n} seeds)"
+    expected = len(sds) * math.exp(-(SPREAD_GOAL / pooled) ** 2)
+    # the common sd at which fewer than half a condition would exceed the goal by chance
+    needed = SPREAD_GOAL / math.sqrt(math.log(2 * len(sds)))
+    return (f"pooled seed sd {pooled:.4f}; with that sd in every condition, "
+            f"{expected:.1f} of {len(sds)} would exceed {SPREAD_GOAL} by chance (3 seeds); "
+            f"'every condition <= {SPREAD_GOAL}' expects a common sd <= {needed:.4f}")
 
 
 def goal_table(run: Path, level: str) -> str:

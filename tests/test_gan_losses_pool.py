@@ -102,3 +102,39 @@ def test_batched_step_is_the_reference_math(lambda_identity: float) -> None:
             if name.endswith("conv.bias"):
                 continue
             torch.testing.assert_close(pb, pa, rtol=1e-4, atol=2e-5, msg=name)
+
+
+
+@pytest.mark.parametrize("judge", ["grey", "contrast"])
+def test_a_contrast_judge_shows_the_discriminators_each_patch_less_its_mean(judge: str
+                                                                            ) -> None:
+    """`gan.judge: contrast`: every patch a discriminator scores in a step (real, fake for
+    the generator loss, pooled fake) is zero-mean, so the lesion domain's grey level is
+    not something a fake can match; the reference judge ("grey") sees the patches as they
+    are."""
+    from boneaug.gan.step import judged
+
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    assert torch.equal(judged(x, "grey"), x)
+    assert judged(x, "contrast").mean(dim=(2, 3)).abs().max() < 1e-12
+
+    seen: list[torch.Tensor] = []
+    nets = _nets(0)
+    for d in nets[2:]:
+        d.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    gens, discs = Generators(nets[0], nets[1]), Discriminators(nets[2], nets[3])
+    opt_g = torch.optim.Adam(gens.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discs.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    pools = (ImagePool(2, seed=1), ImagePool(2, seed=2))
+    g = torch.Generator().manual_seed(3)
+    for _ in range(2):  # the second step's pools return earlier fakes
+        healthy = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
+        lesion = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64) - 0.8
+        train_step(gens, discs, opt_g, opt_d, *pools, healthy, lesion, 10.0, 0.5,
+                   judge=judge)
+    assert len(seen) == 8  # per step: each D on its fakes (G loss), then on [real; fake]
+    means = torch.cat([s.mean(dim=(2, 3)).flatten() for s in seen]).abs()
+    if judge == "contrast":
+        assert means.max() < 1e-9
+    else:
+        assert means.max() > 0.1  # the real lesion patches' mean is about -0.3

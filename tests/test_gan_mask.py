@@ -225,3 +225,24 @@ def test_the_transform_paints_with_a_masked_generator(world) -> None:
     outside = ~_near(painted.box, film.shape, RIM, grow)
     assert outside.mean() > 0.5
     assert np.abs(painted.image - film)[outside].max() < 1e-6
+
+
+def test_an_experiment_with_gan_mask_trains_and_paints_with_a_masked_generator(
+        tmp_path: Path, one_thread) -> None:
+    """The experiment's path: the GAN stage reads the lesion masks from the patch store,
+    leaves a masked generator, and synthesis and the classifiers run on its lesions."""
+    from boneaug.experiment import demo_config_path, load_experiment_config, run_experiment
+    from test_experiment_extend import TINY
+
+    config = load_experiment_config(demo_config_path(), {**TINY, "gan.mask": True,
+                                                         "realism.enabled": False})
+    lines: list[str] = []
+    run_experiment(config, tmp_path / "run", say=lines.append, progress=False, report=False)
+    gan = tmp_path / "run" / "gan" / "femur"
+    generator, info = load_generator(gan / "generator_healthy_to_lesion.pt")
+    assert isinstance(generator, MaskedGenerator) and info["config"]["mask"] is True
+    stages = {p.name for p in (tmp_path / "run" / "stages").glob("*.json")}
+    assert {"gan_femur.json", "synth_gan_femur.json", "cls_femur_gan-r1_s0.json"} <= stages
+    synthetic = load_manifest(tmp_path / "run" / "synth" / "gan" / "femur-s0" / "synthetic.csv",
+                              check_images=False).table
+    assert len(synthetic) > 0 and (synthetic["origin"] == "synthetic").all()

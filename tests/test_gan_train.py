@@ -394,3 +394,10 @@ def test_the_upsampling_choice_reaches_the_generator_file(tmp_path: Path) -> Non
     generator, info = load_generator(result.generator_path)
     assert info["network"]["upsample"] == "resize"
     assert any(isinstance(m, torch.nn.Upsample) for m in generator.modules())
+
+
+def test_the_judge_setting_is_recorded_only_when_it_differs_and_is_checked() -> None:
+    assert "judge" not in _tiny().to_dict()  # older runs' records and keys unchanged
+    assert _tiny(judge="contrast").to_dict()["judge"] == "contrast"
+    with pytest.raises(BoneaugError, match=r"gan.judge: must be one of grey, contrast"):
+        _tiny(judge="relative").validate()

@@ -20,7 +20,9 @@ __all__ = ["SECTION", "GanConfig", "lr_factor"]
 
 SECTION = "gan"  # the settings' section in a config file, and their name in messages
 UPSAMPLING = ("transpose", "resize")
-ADDED_LATER = {"upsample": "transpose", "mask": False}  # setting -> its default (see `to_dict`)
+JUDGING = ("grey", "contrast")
+# setting -> its default (see `to_dict`)
+ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey"}
 
 
 @dataclass
@@ -67,6 +69,11 @@ class GanConfig:
     # where the lesion is to be (an ellipse in a real lesion's box) and changes the patch
     # only there; False: the reference CycleGAN, which changes the whole patch
     mask: bool = False
+    # what the discriminators judge: "grey" (the reference: the patch as it is) or
+    # "contrast" (each patch less its own mean grey value), so that a fake lesion is judged
+    # by how it stands out from its surroundings, not by the lesion domain's grey level
+    # (docs/synthesis.md, "Brightening")
+    judge: str = "grey"
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -109,6 +116,7 @@ class GanConfig:
         check_choice(where, "compile", self.compile, (True, False))
         check_choice(where, "upsample", self.upsample, UPSAMPLING)
         check_choice(where, "mask", self.mask, (True, False))
+        check_choice(where, "judge", self.judge, JUDGING)
         check_number(where, "threads", self.threads, 1, 256, integer=True)
 
 

@@ -24,7 +24,8 @@ from boneaug.gan.masks import with_mask
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 
-__all__ = ["LOSS_NAMES", "Discriminators", "Generators", "LossLog", "make_adam", "train_step"]
+__all__ = ["LOSS_NAMES", "Discriminators", "Generators", "LossLog", "judged", "make_adam",
+           "train_step"]
 
 LOSS_NAMES = ("g_adv_lesion", "g_adv_healthy", "cycle_healthy", "cycle_lesion",
               "identity_lesion", "identity_healthy", "g_total", "d_lesion", "d_healthy")
@@ -122,6 +123,12 @@ def _requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+def judged(x: torch.Tensor, judge: str) -> torch.Tensor:
+    """What a discriminator sees of patches `(B, 1, P, P)`: `"grey"` the patches as they are,
+    `"contrast"` each less its own mean (a constant added to a patch changes nothing)."""
+    return x - x.mean(dim=(2, 3), keepdim=True) if judge == "contrast" else x
+
+
 # ------------------------------------------------------------------------------------------
 # One training step
 
@@ -134,7 +141,7 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                d_lesion: nn.Module | None = None, d_healthy: nn.Module | None = None,
                mask_healthy: torch.Tensor | None = None,
-               mask_lesion: torch.Tensor | None = None) -> torch.Tensor:
+               mask_lesion: torch.Tensor | None = None, judge: str = "grey") -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -158,8 +165,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     with autocast():
         fake_lesion, fake_healthy, rec_healthy, rec_lesion, idt_lesion, idt_healthy = \
             generators(real_healthy, real_lesion, mask_healthy, mask_lesion)
-        scores_fake_lesion = d_lesion(with_mask(fake_lesion, mask_healthy))
-        scores_fake_healthy = d_healthy(fake_healthy)
+        scores_fake_lesion = d_lesion(with_mask(judged(fake_lesion, judge), mask_healthy))
+        scores_fake_healthy = d_healthy(judged(fake_healthy, judge))
     adv_lesion = lsgan_loss(scores_fake_lesion, True)
     adv_healthy = lsgan_loss(scores_fake_healthy, True)
     cyc_healthy = cycle_loss(rec_healthy, real_healthy, lambda_cycle)
@@ -176,12 +183,12 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
 
     # 2) discriminators: real vs. a mix of new and past fakes (the history pools)
     _requires_grad(discs, True)
-    shown_lesion = pool_lesion.query(with_mask(fake_lesion, mask_healthy))
-    shown_healthy = pool_healthy.query(fake_healthy)
+    shown_lesion = pool_lesion.query(with_mask(judged(fake_lesion, judge), mask_healthy))
+    shown_healthy = pool_healthy.query(judged(fake_healthy, judge))
     with autocast():
-        scores_lesion, scores_healthy = discriminators(with_mask(real_lesion, mask_lesion),
-                                                       shown_lesion,
-                                                       real_healthy, shown_healthy)
+        scores_lesion, scores_healthy = discriminators(
+            with_mask(judged(real_lesion, judge), mask_lesion), shown_lesion,
+            judged(real_healthy, judge), shown_healthy)
     n = real_lesion.shape[0]
     loss_d_lesion = discriminator_loss(scores_lesion[:n], scores_lesion[n:])
     loss_d_healthy = discriminator_loss(scores_healthy[:n], scores_healthy[n:])
