@@ -93,6 +93,28 @@ def test_the_dictionary_transform_sets_label_box_and_mask(world) -> None:
         paint({"image": film, "label": 0})
 
 
+def test_a_film_of_another_bone_is_not_painted(world) -> None:
+    """A femur painter leaves a film that names other bones as it is; one that names
+    the femur among its bones, or names none, is painted."""
+    _, patch_dir, generator, _ = world
+    painters = [LesionPainter(generator, prob=1.0, seed=0),
+                LesionPainter(copy_paste=patch_dir, prob=1.0, seed=0)]
+    key, film = _films(world, 1)[0]
+    for painter in painters:
+        assert painter.bone == "femur"
+        paint = RandLesiond(painter)
+        tibia = {"image": film, "label": 0, "image_id": key, "bone": "tibia"}
+        assert paint(tibia) is tibia
+        assert paint({**tibia, "bone": ["tibia", "fibula"]})["label"] == 0
+        for named in ("femur", "Femur", "tibia;femur", ["femur"]):
+            assert int(paint({**tibia, "bone": named})["label"]) == 1
+        assert int(paint({k: v for k, v in tibia.items() if k != "bone"})["label"]) == 1
+        assert int(RandLesiond(painter, bone_key=None)(tibia)["label"]) == 1
+        joint = {**tibia, "bone": "knee", "assigned_bones": "femur;tibia"}
+        assert paint(joint)["label"] == 0
+        assert int(RandLesiond(painter, bone_key="assigned_bones")(joint)["label"]) == 1
+
+
 def test_a_two_worker_loader_paints_the_same_samples_as_one_process(world) -> None:
     from monai.data import DataLoader, Dataset
     from monai.transforms import Compose, Lambdad

@@ -76,6 +76,8 @@ class LesionPainter:
                                                    self.device)
         stats_doc, where = lesion_stats_of(info, source, None)
         self.stats = usable_stats(stats_doc, where)
+        # the bone whose lesions it paints (None where the file does not say)
+        self.bone = str(info.get("bone") or stats_doc.get("bone") or "").lower() or None
         self.context = float((info.get("patches") or {}).get("context", DEFAULT_CONTEXT))
         self.patch_size = int(info["patch_size"])
         self.locator = BoneLocator.from_stats(self.stats) if locate else None
@@ -135,14 +137,32 @@ class RandLesiond:
     ``[x0, y0, x1, y1]``) and ORs the lesion into ``data[mask_key]`` (created when absent),
     each in the type and shape it came in. ``data[id_key]`` keys the draw (see the module
     doc); ``data[bone_mask_key]``, if given, says where the bone is.
+
+    ``data[bone_key]`` (default ``"bone"``; a manifest's bone, or ``;``-separated bones
+    such as ``assigned_bones``, or a list): a sample that names its bones and not the
+    painter's bone is left unchanged, so a femur generator never paints a tibia film in a
+    mixed data set. A sample without the key is painted (nothing says it is another
+    bone); ``bone_key=None`` paints every lesion-free sample.
     """
 
     def __init__(self, painter: LesionPainter, image_key: str = "image",
                  label_key: str = "label", box_key: str = "boxes", mask_key: str = "mask",
-                 id_key: str = "image_id", bone_mask_key: str | None = None) -> None:
+                 id_key: str = "image_id", bone_mask_key: str | None = None,
+                 bone_key: str | None = "bone") -> None:
         self.painter = painter
         self.image_key, self.label_key, self.box_key = image_key, label_key, box_key
         self.mask_key, self.id_key, self.bone_mask_key = mask_key, id_key, bone_mask_key
+        self.bone_key = bone_key
+
+    def _other_bone(self, data: dict[str, Any]) -> bool:
+        """Whether the sample names its bones and the painter's is not among them."""
+        if self.bone_key is None or self.bone_key not in data or self.painter.bone is None:
+            return False
+        named = data[self.bone_key]
+        if isinstance(named, str):
+            named = named.split(";")
+        bones = {str(b).strip().lower() for b in named if str(b).strip()}
+        return self.painter.bone not in bones
 
     def set_epoch(self, epoch: int) -> None:
         self.painter.set_epoch(epoch)
@@ -150,6 +170,8 @@ class RandLesiond:
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         if int(_plain(data[self.label_key]).reshape(-1)[0]) != 0:
             return data  # already a lesion film
+        if self._other_bone(data):
+            return data  # a film of another bone
         if self.id_key not in data:
             raise BoneaugError(f"RandLesiond: the sample has no {self.id_key!r} key to seed "
                                "its draw by")

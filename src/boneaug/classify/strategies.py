@@ -9,7 +9,7 @@ chooses its model on the real ``val`` rows; only the training set differs:
 ``oversample``     the same, each real positive repeated 1 + R times per epoch (R = ratio;
                    without a ratio, repeated until the classes are about balanced)
 ``classic``        the same, with flips, small rotations / scaling, elastic and intensity
-                   augmentation (`train.classic_augmentation`)
+                   augmentation (`augment.ClassicAugmentation`)
 ``copypaste``      plus R x (real positives) extra positives: real lesions pasted into
                    normal train images (`boneaug.synth.copy_paste_translator`)
 ``gan``            plus R x (real positives) CycleGAN synthetic positives of this bone

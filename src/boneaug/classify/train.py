@@ -38,17 +38,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import (
-    Compose,
-    Rand2DElastic,
-    RandAdjustContrast,
-    RandAffine,
-    RandFlip,
-    RandGaussianNoise,
-    RandScaleIntensity,
-)
 from torch import nn
 
+from boneaug.classify.augment import ClassicAugmentation
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
 from boneaug.classify.model import ARCHS, POOLS, LesionClassifier, build_classifier
@@ -169,24 +161,6 @@ class TrainedClassifier:
     device: str
 
 
-def classic_augmentation(seed: int) -> Compose:
-    """The `classic` strategy's transforms on one `(1, S, S)` image in [0, 1]: left-right
-    flip (left and right limbs), small rotation / scale / shift, a mild elastic warp,
-    gamma, intensity scale and detector-like noise. Seeded."""
-    transform = Compose([
-        RandFlip(prob=0.5, spatial_axis=1),
-        RandAffine(prob=0.7, rotate_range=0.17, scale_range=0.08, translate_range=(4, 4),
-                   padding_mode="zeros"),
-        Rand2DElastic(spacing=(24, 24), magnitude_range=(0.5, 1.5), prob=0.3,
-                      padding_mode="zeros"),
-        RandAdjustContrast(prob=0.5, gamma=(0.8, 1.25)),
-        RandScaleIntensity(factors=0.1, prob=0.5),
-        RandGaussianNoise(prob=0.3, std=0.01),
-    ])
-    transform.set_random_state(seed=seed)
-    return transform
-
-
 def _autocast(config: ClassifierConfig, device: torch.device) -> contextlib.AbstractContextManager:
     if not use_bf16(config.amp, device):
         return contextlib.nullcontext()
@@ -282,7 +256,7 @@ def _train(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(train.pos_weight),
                                                            device=device))
     rng = np.random.default_rng([seed, 1])
-    augment = classic_augmentation(seed) if train.augment else None
+    augment = ClassicAugmentation(seed) if train.augment else None
     inputs = torch.from_numpy(np.ascontiguousarray(train.inputs, np.float32))
     labels = torch.from_numpy(train.labels.astype(np.float32))
     averaging = config.select == "ema"
@@ -305,10 +279,9 @@ def _train(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,
                     group["lr"] = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(
                         math.pi * fraction)))
             x = inputs[index][:, None]
-            if augment is not None:
-                x = torch.stack([torch.as_tensor(augment(img)).float().clamp(0, 1)
-                                 for img in x])
             x, y = x.to(device), labels[index].to(device)
+            if augment is not None:
+                x = augment(x)
             with _autocast(config, device):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)

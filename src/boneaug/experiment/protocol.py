@@ -66,6 +66,7 @@ from boneaug.classify import (
     predict,
     summarise,
 )
+from boneaug.classify.augment import AUGMENTATION
 from boneaug.classify.bones import assign_bones, format_bones, write_bones_sheet
 from boneaug.classify.model import build_classifier
 from boneaug.classify.probe import ProbeResult, format_probe
@@ -816,6 +817,8 @@ class _Run:
                                     rows=self.keys[f"rows:{c.bone}"],
                                     negatives=_negatives_from(config, c.bone),
                                     extra=self.extra_key(c),
+                                    **({"augmentation": AUGMENTATION} if c.kind.augments
+                                       else {}),
                                     **({"regions": config.regions.cut_settings()}
                                        if level == "region" or config.classifier.crop == "tiles"
                                        else {}))
