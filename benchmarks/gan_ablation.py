@@ -20,7 +20,8 @@ synthetic lesions that make their box brighter than the source film (``lesion_ch
 real phantom lesions are lytic: 0-11 % brighten, docs/results.md); `gan-r3`'s mean test
 AUC ± seed sd and the goal check's lines at ratio 3 (ΔAUC against `oversample-r3` and
 `copypaste-r3` with the seeds x images bootstrap p, the share of the baseline-to-oracle
-gap closed) and the gap each `gan-transfer-r3` closes, at the image level.
+gap closed), the gap each `gan-transfer-r3` closes, and `tstr-r3`'s AUC (a classifier
+trained on synthetic lesions only, tested on real ones), at the image level.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def rows_of(name: str, run: Path) -> list[str]:
             f"| {_against(versus, f'oversample-r{ratio:g}')} "
             f"| {_against(versus, f'copypaste-r{ratio:g}')} "
             f"| {_share(gap.iloc[0] if len(gap) else float('nan'))} "
-            f"| {', '.join(_share(v) for v in transfers['gap_closed']) or '—'} |")
+            f"| {', '.join(_share(v) for v in transfers['gap_closed']) or '—'} "
+            f"| {_auc(rows, f'tstr-r{ratio:g}')} |")
     return out
 
 
@@ -92,6 +94,11 @@ def _against(versus: dict, rival: str) -> str:
     return "—" if r is None else f"{r['delta_seeds']:+.3f} (p {r['boot_p']:.3f})"
 
 
+def _auc(rows: pd.DataFrame, condition: str) -> str:
+    row = rows[rows["condition"] == condition]
+    return "—" if row.empty else f"{row['auc_mean'].iloc[0]:.3f} ± {row['auc_sd'].iloc[0]:.3f}"
+
+
 def _share(value: float) -> str:
     return "—" if pd.isna(value) else f"{100 * value:.0f} %"
 
@@ -102,8 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     print("| generator | bone | realism (× floor) | seam ratio median / p90 | brighter than "
           "source | gan-r3 AUC | vs oversample-r3 | vs copypaste-r3 | gap closed "
-          "| transfers' gap closed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| transfers' gap closed | tstr-r3 AUC |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for item in args.runs:
         name, _, run = item.partition("=")
         for line in rows_of(name, Path(run)):
