@@ -178,6 +178,67 @@ def test_it_learns_to_paint_a_dark_lesion_where_the_mask_says(tmp_path: Path) ->
     assert cycle.iloc[-50:].mean() < 0.5 * cycle.iloc[:10].mean()
 
 
+def test_a_lesion_judge_sees_only_the_lesion_and_its_rim(tmp_path: Path) -> None:
+    """`gan.judge_area: lesion`: both discriminators see each patch only within its mask
+    grown by P // 12 px (the rest is 0), so the surroundings of the few real lesions, which
+    a masked generator cannot change, do not tell real from fake."""
+    from boneaug.gan import ImagePool, PatchGANDiscriminator
+    from boneaug.gan.step import Discriminators, Generators, judged, lesion_area, train_step
+
+    _, _, masks = _data(0, 4)
+    m = to_model_range(torch.from_numpy(masks)[:, None])
+    area = lesion_area(m)
+    grow = P // 12
+    weight = torch.from_numpy(masks)[:, None]
+    inside = weight > 0
+    assert torch.all(area >= weight - 1e-6) and area.max() == pytest.approx(1.0)
+    assert torch.all(area[weight == 1] > 1 - 1e-6)
+    far = torch.nn.functional.max_pool2d(inside.float(), 2 * grow + 1, 1, grow) == 0
+    assert torch.all(area[far] == 0) and far.any()
+    assert (area > 0).sum() > inside.sum()                     # a rim around the lesion
+    x = torch.rand(4, 1, P, P)
+    assert torch.all(judged(x, "grey", area)[far] == 0)
+    c = judged(x, "contrast", area)
+    assert torch.all(c[far] == 0)
+    # the contrast judge takes the mean over the area: a constant added changes nothing
+    assert torch.allclose(judged(x + 0.3, "contrast", area), c, atol=1e-6)
+    assert not torch.allclose(judged(x + 0.3, "grey", area), judged(x, "grey", area))
+
+    torch.manual_seed(0)
+    gens = Generators(MaskedGenerator(1, 4, upsample="resize"),
+                      MaskedGenerator(1, 4, upsample="resize"))
+    d_l, d_h = PatchGANDiscriminator(4, in_channels=2), PatchGANDiscriminator(4)
+    seen: list[tuple[str, torch.Tensor]] = []
+    for name, d in (("lesion", d_l), ("healthy", d_h)):
+        d.register_forward_pre_hook(lambda _m, a, n=name: seen.append((n, a[0].detach())))
+    discs = Discriminators(d_l, d_h)
+    opt_g = torch.optim.Adam(gens.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(discs.parameters(), lr=1e-3)
+    healthy, lesion = torch.rand(2, 1, P, P) * 2 - 1, torch.rand(2, 1, P, P) * 2 - 1
+    m_h, m_l = m[:2], m[2:]
+    train_step(gens, discs, opt_g, opt_d, ImagePool(0), ImagePool(0), healthy, lesion,
+               mask_healthy=m_h, mask_lesion=m_l, judge="contrast", judge_area="lesion")
+    a_h, a_l = lesion_area(m_h), lesion_area(m_l)
+    expected = {"lesion": [a_h, torch.cat([a_l, a_h])],        # G's fakes; [real; fake]
+                "healthy": [a_l, torch.cat([a_h, a_l])]}
+    for name, areas in expected.items():
+        inputs = [t for n, t in seen if n == name]
+        assert len(inputs) == 2
+        for x_seen, a in zip(inputs, areas, strict=True):
+            assert torch.all(x_seen[:, :1][a == 0] == 0), name
+            assert x_seen[:, :1][a > 0.5].abs().max() > 0.01, name  # the lesion is seen
+
+    # through training: recorded, and refused without masks
+    h, les, les_masks = _data(5, 3)
+    result = train_cyclegan(h, les, _tiny(judge_area="lesion"), tmp_path / "r",
+                            progress=False, lesion_masks=les_masks)
+    _, info = load_generator(result.generator_path)
+    assert info["config"]["judge_area"] == "lesion"
+    assert "judge_area" not in _tiny().to_dict()
+    with pytest.raises(BoneaugError, match="judge_area: 'lesion' needs a lesion mask"):
+        _tiny(mask=False, judge_area="lesion").validate()
+
+
 # --- synthesis and the transform -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

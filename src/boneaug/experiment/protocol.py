@@ -40,14 +40,11 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
-import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +87,7 @@ from boneaug.experiment.evidence import (
     region_probe,
     verdict,
 )
+from boneaug.experiment.grid import Grid
 from boneaug.experiment.paths import GAN, LEVEL_SUFFIX, RunPaths, SynthFolder
 from boneaug.files import check_out_dir, write_json_atomic, write_text_atomic
 from boneaug.gan import train_bone_generator
@@ -1063,84 +1061,6 @@ def _run_grid(config: ExperimentConfig, run_dir: Path, grid: Grid, say: Say, pro
 def _quiet(say: Say, grid: Grid) -> Say:
     """What a rank other than 0 says: its lines, marked with its rank."""
     return lambda line: say(f"[rank {grid.rank}] {line}")
-
-
-@dataclass
-class Grid:
-    """This process's place in a grid of experiment processes (torchrun sets RANK and
-    WORLD_SIZE; every process sees the run folder). Processes wait for each other through
-    files in ``stages/grid/`` (no process group: a phase may take hours, longer than a
-    collective's time-out), and run each stage as a lone process (`alone`)."""
-
-    rank: int
-    world: int
-    local_rank: int
-    folder: Path
-    launch: str = ""
-    POLL = 1.0  # seconds between looks at the other ranks' markers
-
-    @classmethod
-    def from_environment(cls, run_dir: Path) -> Grid | None:
-        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            return None
-        world = int(os.environ["WORLD_SIZE"])
-        if world < 2:
-            return None
-        rank = int(os.environ["RANK"])
-        # one collective, at the start: rank 0's token names this launch in every marker,
-        # so that the markers an earlier launch left behind are never taken for its own
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", rank=rank, world_size=world,
-                                timeout=timedelta(minutes=10))
-        token = [uuid.uuid4().hex if rank == 0 else ""]
-        dist.broadcast_object_list(token, src=0)
-        dist.destroy_process_group()
-        return cls(rank, world, int(os.environ.get("LOCAL_RANK", rank)),
-                   run_dir / "stages" / "grid", token[0])
-
-    def share(self, items: list) -> list:
-        """This rank's items: the i-th of them on rank i mod the world size."""
-        return [item for i, item in enumerate(items) if i % self.world == self.rank]
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[None]:
-        """Hide the torchrun variables, so that each stage runs as one process (a
-        CycleGAN on one rank is the single process's CycleGAN, not a DDP share of it);
-        on a GPU machine, this rank's GPU."""
-        saved = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-                 if k in os.environ}
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
-        try:
-            yield
-        finally:
-            os.environ.update(saved)
-
-    def barrier(self, phase: str, fresh: bool = False) -> None:
-        """Mark this rank past `phase` and wait for every rank to be past it. "open" is
-        the first: rank 0 has made the run folder (and with `fresh` emptied it) first,
-        so the markers of this launch are written after that."""
-        if phase == "open" and self.rank != 0:
-            self._wait([self._marker(phase, 0)])
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self._marker(phase, self.rank), {"launch": self.launch})
-        self._wait([self._marker(phase, r) for r in range(self.world)])
-
-    def _marker(self, phase: str, rank: int) -> Path:
-        return self.folder / f"{phase.replace(' ', '-')}.rank{rank}.json"
-
-    def _wait(self, markers: list[Path]) -> None:
-        while True:
-            found = 0
-            for marker in markers:
-                with contextlib.suppress(OSError, json.JSONDecodeError):
-                    if json.loads(marker.read_text(encoding="utf-8")).get("launch") \
-                            == self.launch:
-                        found += 1
-            if found == len(markers):
-                return
-            time.sleep(self.POLL)
 
 
 def _collect(paths: RunPaths, level: str, all_conditions: list[Condition], n_seeds: int

@@ -21,8 +21,9 @@ __all__ = ["SECTION", "GanConfig", "lr_factor"]
 SECTION = "gan"  # the settings' section in a config file, and their name in messages
 UPSAMPLING = ("transpose", "resize")
 JUDGING = ("grey", "contrast")
+AREAS = ("patch", "lesion")
 # setting -> its default (see `to_dict`)
-ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey"}
+ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey", "judge_area": "patch"}
 
 
 @dataclass
@@ -74,6 +75,13 @@ class GanConfig:
     # by how it stands out from its surroundings, not by the lesion domain's grey level
     # (docs/synthesis.md, "Brightening")
     judge: str = "grey"
+    # how much of a patch the discriminators see: "patch" (the reference: all of it) or
+    # "lesion" (mask-conditioned runs only: the lesion's mask and a rim of a few pixels
+    # around it, the rest blanked). The generator of a mask-conditioned run cannot change a
+    # patch outside its mask, and the real lesion patches are crops of a few lesions: a
+    # discriminator that sees the whole patch can tell real from fake by the surroundings it
+    # has learned by heart, and the generator has no answer (docs/synthesis.md)
+    judge_area: str = "patch"
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -117,6 +125,10 @@ class GanConfig:
         check_choice(where, "upsample", self.upsample, UPSAMPLING)
         check_choice(where, "mask", self.mask, (True, False))
         check_choice(where, "judge", self.judge, JUDGING)
+        check_choice(where, "judge_area", self.judge_area, AREAS)
+        if self.judge_area == "lesion" and not self.mask:
+            raise BoneaugError(f"{where}.judge_area: 'lesion' needs a lesion mask: set "
+                               f"{where}.mask: true, or judge_area: patch")
         check_number(where, "threads", self.threads, 1, 256, integer=True)
 
 

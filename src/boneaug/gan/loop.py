@@ -379,7 +379,7 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
                            state.pool_lesion, state.pool_healthy, real_healthy, real_lesion,
                            config.lambda_cycle, config.lambda_identity, hw.autocast,
                            steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion,
-                           config.judge)
+                           config.judge, config.judge_area)
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,8 +25,8 @@ from boneaug.gan.masks import with_mask
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 
-__all__ = ["LOSS_NAMES", "Discriminators", "Generators", "LossLog", "judged", "make_adam",
-           "train_step"]
+__all__ = ["LOSS_NAMES", "Discriminators", "Generators", "LossLog", "judged", "lesion_area",
+           "make_adam", "train_step"]
 
 LOSS_NAMES = ("g_adv_lesion", "g_adv_healthy", "cycle_healthy", "cycle_lesion",
               "identity_lesion", "identity_healthy", "g_total", "d_lesion", "d_healthy")
@@ -123,10 +124,31 @@ def _requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def judged(x: torch.Tensor, judge: str) -> torch.Tensor:
+def lesion_area(mask: torch.Tensor) -> torch.Tensor:
+    """`(B, 1, P, P)` lesion masks in the model range -> the area a discriminator judges
+    with `gan.judge_area: lesion`, in [0, 1]: the mask grown by `P // 12` pixels (4 at the
+    48 px patches of the benchmark) by a max filter, so the lesion's edge and the bone just
+    around it are seen, the rest of the patch is not."""
+    weight = (mask.float() + 1.0) * 0.5
+    grow = max(1, mask.shape[-1] // 12)
+    return F.max_pool2d(weight, 2 * grow + 1, stride=1, padding=grow)
+
+
+def judged(x: torch.Tensor, judge: str, area: torch.Tensor | None = None) -> torch.Tensor:
     """What a discriminator sees of patches `(B, 1, P, P)`: `"grey"` the patches as they are,
-    `"contrast"` each less its own mean (a constant added to a patch changes nothing)."""
-    return x - x.mean(dim=(2, 3), keepdim=True) if judge == "contrast" else x
+    `"contrast"` each less its own mean (a constant added to a patch changes nothing).
+
+    With an `area` (`lesion_area`, `gan.judge_area: lesion`) only that area is seen: the
+    patch is multiplied by it (outside it is 0, mid-grey), and the contrast judge takes the
+    mean over the area only."""
+    if area is None:
+        return x - x.mean(dim=(2, 3), keepdim=True) if judge == "contrast" else x
+    area = area.to(x.dtype)
+    if judge == "contrast":
+        mean = (x * area).sum(dim=(2, 3), keepdim=True) / \
+            area.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        x = x - mean
+    return x * area
 
 
 # ------------------------------------------------------------------------------------------
@@ -141,7 +163,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                d_lesion: nn.Module | None = None, d_healthy: nn.Module | None = None,
                mask_healthy: torch.Tensor | None = None,
-               mask_lesion: torch.Tensor | None = None, judge: str = "grey") -> torch.Tensor:
+               mask_lesion: torch.Tensor | None = None, judge: str = "grey",
+               judge_area: str = "patch") -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -154,19 +177,28 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     (model range) of the healthy patches' lesions-to-be and of the real lesions: the
     generators take them (`Generators.forward`) and the lesion discriminator judges each
     lesion patch with its mask, so a fake lesion must look real where its mask says.
+    `judge` / `judge_area` (`GanConfig`): what of each patch the discriminators see
+    (`judged`); with `judge_area="lesion"` both see only the lesion area of each patch's
+    mask (a healthy patch's: the mask it is given).
     Returns the detached loss terms, `LOSS_NAMES` order, without a host sync.
     """
     discs = _unwrap(discriminators)
     d_lesion = d_lesion if d_lesion is not None else discs.lesion
     d_healthy = d_healthy if d_healthy is not None else discs.healthy
+    area_healthy = area_lesion = None
+    if judge_area == "lesion":
+        if mask_healthy is None or mask_lesion is None:
+            raise ValueError("judge_area 'lesion' needs the masks of both domains")
+        area_healthy, area_lesion = lesion_area(mask_healthy), lesion_area(mask_lesion)
 
     # 1) generators; D is frozen so the G loss leaves no gradient in it
     _requires_grad(discs, False)
     with autocast():
         fake_lesion, fake_healthy, rec_healthy, rec_lesion, idt_lesion, idt_healthy = \
             generators(real_healthy, real_lesion, mask_healthy, mask_lesion)
-        scores_fake_lesion = d_lesion(with_mask(judged(fake_lesion, judge), mask_healthy))
-        scores_fake_healthy = d_healthy(judged(fake_healthy, judge))
+        scores_fake_lesion = d_lesion(with_mask(judged(fake_lesion, judge, area_healthy),
+                                                mask_healthy))
+        scores_fake_healthy = d_healthy(judged(fake_healthy, judge, area_lesion))
     adv_lesion = lsgan_loss(scores_fake_lesion, True)
     adv_healthy = lsgan_loss(scores_fake_healthy, True)
     cyc_healthy = cycle_loss(rec_healthy, real_healthy, lambda_cycle)
@@ -183,12 +215,13 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
 
     # 2) discriminators: real vs. a mix of new and past fakes (the history pools)
     _requires_grad(discs, True)
-    shown_lesion = pool_lesion.query(with_mask(judged(fake_lesion, judge), mask_healthy))
-    shown_healthy = pool_healthy.query(judged(fake_healthy, judge))
+    shown_lesion = pool_lesion.query(with_mask(judged(fake_lesion, judge, area_healthy),
+                                               mask_healthy))
+    shown_healthy = pool_healthy.query(judged(fake_healthy, judge, area_lesion))
     with autocast():
         scores_lesion, scores_healthy = discriminators(
-            with_mask(judged(real_lesion, judge), mask_lesion), shown_lesion,
-            judged(real_healthy, judge), shown_healthy)
+            with_mask(judged(real_lesion, judge, area_lesion), mask_lesion), shown_lesion,
+            judged(real_healthy, judge, area_healthy), shown_healthy)
     n = real_lesion.shape[0]
     loss_d_lesion = discriminator_loss(scores_lesion[:n], scores_lesion[n:])
     loss_d_healthy = discriminator_loss(scores_healthy[:n], scores_healthy[n:])
