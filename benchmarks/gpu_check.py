@@ -46,6 +46,7 @@ from boneaug.gan import (  # noqa: E402
     to_model_range,
     train_cyclegan,
 )
+from boneaug.gan.masks import box_mask, with_mask  # noqa: E402
 
 
 def _toy(p: int, n: int, seed: int, disc: bool) -> np.ndarray:
@@ -60,16 +61,26 @@ def _toy(p: int, n: int, seed: int, disc: bool) -> np.ndarray:
     return np.clip(x, 0, 1).astype(np.float32)
 
 
-def check_train(smoke: bool, device: str, compile_: bool, work: Path) -> dict[str, Any]:
+def check_train(smoke: bool, device: str, compile_: bool, work: Path,
+                masked: bool = False) -> dict[str, Any]:
+    """Train a few iterations and load the generator. `masked`: the mask-conditioned path
+    (`gan.mask`, `upsample: resize`, `judge: contrast`, `judge_area: lesion`), its masks
+    the lesion domain's central disc."""
     p = 32 if smoke else 128
+    mask_settings: dict[str, Any] = dict(mask=True, upsample="resize", judge="contrast",
+                                         judge_area="lesion") if masked else {}
     config = GanConfig(
         n_blocks=1 if smoke else 9, ngf=8 if smoke else 64, ndf=8 if smoke else 64,
         iterations=6 if smoke else 40, batch_size=2, lr=2e-4, sample_every=20,
-        checkpoint_every=20, log_every=5, seed=0, device=device, compile=compile_)
-    out = work / ("train_compile" if compile_ else "train")
+        checkpoint_every=20, log_every=5, seed=0, device=device, compile=compile_,
+        **mask_settings)
+    disc = box_mask((p / 3, p / 3, 2 * p / 3, 2 * p / 3), p)
+    masks = np.repeat(disc[None], 16, axis=0) if masked else None
+    name = "train" + ("+mask" if masked else "") + ("+compile" if compile_ else "")
+    out = work / name.replace("+", "_")
     started = time.time()
     result = train_cyclegan(_toy(p, 16, 0, False), _toy(p, 16, 1, True), config, out,
-                            progress=False)
+                            progress=False, lesion_masks=masks)
     wall = time.time() - started
     import pandas as pd
 
@@ -82,10 +93,12 @@ def check_train(smoke: bool, device: str, compile_: bool, work: Path) -> dict[st
     g, info = load_generator(result.generator_path, device=device)
     with torch.no_grad():
         x = to_model_range(torch.from_numpy(_toy(p, 4, 2, False))[:, None]).to(device)
-        y = from_model_range(g(x))
+        given = with_mask(x, to_model_range(torch.from_numpy(masks[:4])[:, None]).to(device)) \
+            if masked else x
+        y = from_model_range(g(given))
     ok = (finite and g_last < 1.5 * g_first and d_max < 5.0 and bool(torch.isfinite(y).all())
           and y.shape == x.shape and result.completed)
-    return {"check": "train" + ("+compile" if compile_ else ""), "ok": ok,
+    return {"check": name, "ok": ok,
             "finite": finite, "g_total_first": float(g_first), "g_total_last": float(g_last),
             "d_max": d_max, "wall_s": wall, "it_per_s": result.iterations_per_second,
             "device": str(y.device), "generator_sha256": info["sha256"][:12]}
@@ -223,6 +236,7 @@ def main() -> int:
         work = Path(tmp)
         steps: list[tuple[str, Any]] = [
             ("train", lambda: check_train(args.smoke, device.type, False, work)),
+            ("train+mask", lambda: check_train(args.smoke, device.type, False, work, True)),
             ("ddp", lambda: check_ddp(args.smoke, work))]
         for name, fn in steps:
             t = time.time()
