@@ -23,7 +23,8 @@ UPSAMPLING = ("transpose", "resize")
 JUDGING = ("grey", "contrast")
 AREAS = ("patch", "lesion")
 # setting -> its default (see `to_dict`)
-ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey", "judge_area": "patch"}
+ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey", "judge_area": "patch",
+               "d_augment": False}
 
 
 @dataclass
@@ -82,6 +83,11 @@ class GanConfig:
     # discriminator that sees the whole patch can tell real from fake by the surroundings it
     # has learned by heart, and the generator has no answer (docs/synthesis.md)
     judge_area: str = "patch"
+    # the discriminators see every patch, real and fake, through random flips, shifts,
+    # contrast, brightness and cut-outs that the generator's gradient passes through
+    # (gan/augment.py; DiffAugment, Zhao et al. 2020), so that they cannot learn the few
+    # real lesions by heart; False: the reference
+    d_augment: bool = False
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -126,6 +132,7 @@ class GanConfig:
         check_choice(where, "mask", self.mask, (True, False))
         check_choice(where, "judge", self.judge, JUDGING)
         check_choice(where, "judge_area", self.judge_area, AREAS)
+        check_choice(where, "d_augment", self.d_augment, (True, False))
         if self.judge_area == "lesion" and not self.mask:
             raise BoneaugError(f"{where}.judge_area: 'lesion' needs a lesion mask: set "
                                f"{where}.mask: true, or judge_area: patch")

@@ -45,6 +45,7 @@ from boneaug.config import config_error
 from boneaug.distributed import Ranks, fixed_threads, join, pick_device, use_bf16
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path, remove_interrupted_writes
+from boneaug.gan.augment import augment_generator
 from boneaug.gan.checkpoint import (
     GENERATOR_FILE,
     RunFolder,
@@ -379,7 +380,9 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
                            state.pool_lesion, state.pool_healthy, real_healthy, real_lesion,
                            config.lambda_cycle, config.lambda_identity, hw.autocast,
                            steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion,
-                           config.judge, config.judge_area)
+                           config.judge, config.judge_area,
+                           augment_generator(config.seed, state.iteration, hw.ddp.rank)
+                           if config.d_augment else None)
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path
+from boneaug.gan.augment import d_augment
 from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
 from boneaug.gan.masks import with_mask
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
@@ -164,7 +165,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                d_lesion: nn.Module | None = None, d_healthy: nn.Module | None = None,
                mask_healthy: torch.Tensor | None = None,
                mask_lesion: torch.Tensor | None = None, judge: str = "grey",
-               judge_area: str = "patch") -> torch.Tensor:
+               judge_area: str = "patch", augment: torch.Generator | None = None
+               ) -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -179,12 +181,17 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     lesion patch with its mask, so a fake lesion must look real where its mask says.
     `judge` / `judge_area` (`GanConfig`): what of each patch the discriminators see
     (`judged`); with `judge_area="lesion"` both see only the lesion area of each patch's
-    mask (a healthy patch's: the mask it is given).
+    mask (a healthy patch's: the mask it is given). `augment` (`gan.d_augment`): the
+    generator of this iteration's draws; every patch either discriminator scores, real or
+    fake, is then seen through `boneaug.gan.augment.d_augment`.
     Returns the detached loss terms, `LOSS_NAMES` order, without a host sync.
     """
     discs = _unwrap(discriminators)
     d_lesion = d_lesion if d_lesion is not None else discs.lesion
     d_healthy = d_healthy if d_healthy is not None else discs.healthy
+    def seen(x: torch.Tensor) -> torch.Tensor:
+        return x if augment is None else d_augment(x, augment)
+
     area_healthy = area_lesion = None
     if judge_area == "lesion":
         if mask_healthy is None or mask_lesion is None:
@@ -196,9 +203,9 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     with autocast():
         fake_lesion, fake_healthy, rec_healthy, rec_lesion, idt_lesion, idt_healthy = \
             generators(real_healthy, real_lesion, mask_healthy, mask_lesion)
-        scores_fake_lesion = d_lesion(with_mask(judged(fake_lesion, judge, area_healthy),
-                                                mask_healthy))
-        scores_fake_healthy = d_healthy(judged(fake_healthy, judge, area_lesion))
+        scores_fake_lesion = d_lesion(seen(with_mask(judged(fake_lesion, judge, area_healthy),
+                                                     mask_healthy)))
+        scores_fake_healthy = d_healthy(seen(judged(fake_healthy, judge, area_lesion)))
     adv_lesion = lsgan_loss(scores_fake_lesion, True)
     adv_healthy = lsgan_loss(scores_fake_healthy, True)
     cyc_healthy = cycle_loss(rec_healthy, real_healthy, lambda_cycle)
@@ -220,8 +227,9 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     shown_healthy = pool_healthy.query(judged(fake_healthy, judge, area_lesion))
     with autocast():
         scores_lesion, scores_healthy = discriminators(
-            with_mask(judged(real_lesion, judge, area_lesion), mask_lesion), shown_lesion,
-            judged(real_healthy, judge, area_healthy), shown_healthy)
+            seen(with_mask(judged(real_lesion, judge, area_lesion), mask_lesion)),
+            seen(shown_lesion), seen(judged(real_healthy, judge, area_healthy)),
+            seen(shown_healthy))
     n = real_lesion.shape[0]
     loss_d_lesion = discriminator_loss(scores_lesion[:n], scores_lesion[n:])
     loss_d_healthy = discriminator_loss(scores_healthy[:n], scores_healthy[n:])
