@@ -37,6 +37,9 @@ def test_ranks_meet_at_a_barrier_and_ignore_an_earlier_launchs_markers(tmp_path:
     one.barrier("data")
     t.join(5)
     assert done == ["zero"]
+    for g in (zero, one):  # past their first barrier both beat; stop the threads
+        assert (tmp_path / f"alive.rank{g.rank}.json").exists()
+        g._stop_heartbeat()
 
 
 def test_a_failed_peer_stops_the_waiting_rank_with_its_error(tmp_path: Path) -> None:
@@ -56,6 +59,12 @@ def test_a_silent_peer_is_taken_for_dead_and_a_live_one_keeps_beating(tmp_path: 
     zero, one = _pair(tmp_path)
     zero.STALE = 0.5
     with one.alone():  # rank 1 alive: its heartbeat stays fresh while rank 0 waits
+        assert not (tmp_path / "alive.rank1.json").exists()  # not before the folder is open
+        t = threading.Thread(target=one.barrier, args=("open",))
+        t.start()
+        zero.barrier("open")
+        t.join(5)
+        assert (tmp_path / "alive.rank1.json").exists()
         t = threading.Thread(target=zero.barrier, args=("classifiers",))
         t.start()
         time.sleep(1.0)
@@ -67,4 +76,5 @@ def test_a_silent_peer_is_taken_for_dead_and_a_live_one_keeps_beating(tmp_path: 
     write_json_atomic(one._marker("alive", 1), {"launch": "L1", "time": time.time() - 5})
     with pytest.raises(BoneaugError, match=r"rank 1 of 2 has been silent for \d+ s"):
         zero.barrier("report")
+    zero._stop_heartbeat()
     assert not (tmp_path / "failed.rank1.json").exists()

@@ -82,13 +82,12 @@ class Grid:
     def alone(self) -> Iterator[None]:
         """Hide the torchrun variables, so that each stage runs as one process (a
         CycleGAN on one rank is the single process's CycleGAN, not a DDP share of it);
-        on a GPU machine, this rank's GPU. Meanwhile the heartbeat runs, and a failure
-        is left for the other ranks to see."""
+        on a GPU machine, this rank's GPU. A failure is left for the other ranks to see;
+        the heartbeat (started once the run folder is open, `barrier`) stops on leaving."""
         saved = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
                  if k in os.environ}
         if torch.cuda.is_available():
             torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
-        self._start_heartbeat()
         try:
             yield
         except BaseException as exc:
@@ -101,12 +100,16 @@ class Grid:
     def barrier(self, phase: str, fresh: bool = False) -> None:
         """Mark this rank past `phase` and wait for every rank to be past it. "open" is
         the first: rank 0 has made the run folder (and with `fresh` emptied it) first,
-        so the markers of this launch are written after that."""
+        so the markers of this launch are written after that. The heartbeat starts after
+        the first barrier: a file written into the run folder before rank 0 has opened it
+        would make it refuse the folder as not a run's."""
         if phase == "open" and self.rank != 0:
             self._wait(phase, [0])
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self._marker(phase, self.rank), {"launch": self.launch})
         self._wait(phase, range(self.world))
+        if self._beating is None:
+            self._start_heartbeat()
 
     def fail(self, exc: BaseException) -> None:
         """Leave this rank's failure for the others (best effort: the folder may be gone)."""
@@ -166,11 +169,11 @@ class Grid:
     def _start_heartbeat(self) -> None:
         stop = threading.Event()
         self._beating = stop
+        self._beat()  # the first at once, then every BEAT seconds
 
         def loop() -> None:
-            while not stop.is_set():
+            while not stop.wait(self.BEAT):
                 self._beat()
-                stop.wait(self.BEAT)
 
         threading.Thread(target=loop, name=f"grid-heartbeat-{self.rank}", daemon=True).start()
 
