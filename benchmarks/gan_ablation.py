@@ -91,7 +91,10 @@ def _realism(path: Path) -> str:
 
 def _against(versus: dict, rival: str) -> str:
     r = versus.get(rival)
-    return "—" if r is None else f"{r['delta_seeds']:+.3f} (p {r['boot_p']:.3f})"
+    if r is None:
+        return "—"
+    p = float(r["boot_p"])
+    return f"{r['delta_seeds']:+.3f} (p {'< 0.001' if p < 0.001 else f'{p:.3f}'})"
 
 
 def _auc(rows: pd.DataFrame, condition: str) -> str:

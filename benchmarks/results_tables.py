@@ -40,8 +40,10 @@ def _signed(value: object) -> str:
 
 
 def _p(value: object) -> str:
+    """A p value as the report prints it: below 0.001 as "< 0.001" (a bootstrap's smallest
+    p, 1 / (n_boot + 1), rounds to 0.000 or 0.001 depending on n_boot)."""
     text = _num(value)
-    return "< 0.001" if text == "0.000" else text
+    return "< 0.001" if text != "—" and float(value) < 0.001 else text  # type: ignore[arg-type]
 
 
 def level_tables(run: Path, level: str) -> str:
@@ -124,9 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     args = parser.parse_args()
+    config = yaml.safe_load((args.run / "config.yaml").read_text())
+    levels = (config.get("protocol") or {}).get("levels") or ["image"]
     for level in ("image", "region"):
         suffix = "" if level == "image" else "-region"
-        if (args.run / f"results{suffix}.csv").is_file():
+        # a copied run whose config dropped a level still holds that level's old results
+        if level in levels and (args.run / f"results{suffix}.csv").is_file():
             print(f"### {level.capitalize()} level\n")
             print(level_tables(args.run, level) + "\n")
             print(f"Goal check ({level} level)\n")
