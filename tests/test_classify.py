@@ -665,3 +665,45 @@ def test_cli_classify_errors_are_one_line(world, tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- members
+
+
+def test_members_average_logits_of_classifiers_trained_apart(toy):
+    """members: 2 trains member 0 exactly as the one-member classifier of the seed and
+    member 1 with a seed of its own; the model's logit is their mean; the history holds
+    both members' rows; the saved weights load into `build_classifier(..., members=2)`."""
+    (train_x, train_y), (val_x, val_y) = toy
+    one = ClassifierConfig.from_dict(TINY)
+    two = ClassifierConfig.from_dict({**TINY, "members": 2})
+    assert "members" not in one.to_dict() and two.to_dict()["members"] == 2  # old keys kept
+    single = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, one, seed=4)
+    seen: list[dict] = []
+    pair = train_classifier(TrainingSet(train_x, train_y), val_x, val_y, two, seed=4,
+                            on_epoch=seen.append)
+    first, second = pair.model.members
+    for (name, a), b in zip(single.model.state_dict().items(), first.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(next(first.parameters()), next(second.parameters()))
+    x = torch.from_numpy(val_x[:5])[:, None]
+    with torch.no_grad():
+        assert torch.allclose(pair.model(x), (first(x) + second(x)) / 2, atol=1e-6)
+    assert [row["member"] for row in pair.history] == [0] * one.epochs + [1] * one.epochs
+    assert seen == pair.history
+    assert pair.best_val_auc == roc_auc(val_y, predict(pair.model, val_x, two))
+    loaded = train_module.build_classifier(two.arch, two.width, two.pool, two.members)
+    loaded.load_state_dict(pair.model.state_dict())
+    assert np.array_equal(predict(loaded, val_x, two), predict(pair.model, val_x, two))
+    assert train_module.member_seed(4, 0) == 4
+    assert len({train_module.member_seed(s, k) for s in range(5) for k in range(1, 4)}) == 15
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"members": 0}, r"members: must be an integer in \[1, 64\]"),
+    ({"members": 2, "select": "best-val"}, "members: .*needs select: ema"),
+])
+def test_members_config_errors(values, match):
+    with pytest.raises(BoneaugError, match=match):
+        ClassifierConfig.from_dict(values, where="cfg.yaml: classifier")

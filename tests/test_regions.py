@@ -7,6 +7,7 @@ CNN for a dozen epochs: a few seconds on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -77,6 +78,13 @@ def test_the_regions_may_have_their_own_budget(films, tmp_path):
     assert own.classifier(FAST).size == own.size
     with pytest.raises(BoneaugError, match="regions.epochs"):
         RegionConfig.from_dict({"epochs": 0}, "cfg: regions")
+    # members alike: the classifier's unless the regions set their own
+    assert "members" not in REGIONS.to_dict() and "members" not in own.cut_settings()
+    many = dataclasses.replace(FAST, members=3)
+    assert REGIONS.classifier(many).members == 3
+    assert RegionConfig(members=1).classifier(many).members == 1
+    with pytest.raises(BoneaugError, match="regions.members"):
+        RegionConfig.from_dict({"members": 0}, "cfg: regions")
     classify_regions(films, "baseline", tmp_path / "r", config=FAST, regions=own,
                      bone="femur", seed=0)
     assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 2

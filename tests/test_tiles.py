@@ -196,6 +196,15 @@ def test_strategies_shape_the_tile_training_set(films, monkeypatch):
     assert len(gan.labels) == len(baseline.labels) + n_extra
     assert gan.labels[-n_extra:].tolist() == [1] * n_extra
 
+    # draw: another member's grids (classifier.members): the same films, other tiles;
+    # the seed's own draw is the seed's tile set bit for bit
+    same, other = built("baseline", draw=0), built("baseline", draw=7)
+    assert np.array_equal(same.inputs, baseline.inputs)
+    assert other.info["n_train_films"] == baseline.info["n_train_films"]
+    assert other.info["n_train_pos_real"] == baseline.info["n_train_pos_real"]
+    assert (other.inputs.shape != baseline.inputs.shape
+            or not np.array_equal(other.inputs, baseline.inputs))
+
     with pytest.raises(BoneaugError, match="needs a bone"):
         build_tile_training(films, "baseline", FAST, REGIONS, bone=None)
 
@@ -255,6 +264,7 @@ def test_an_experiment_with_tiles_runs_its_quality_gate(tmp_path):
         "classifier.device": "cpu", "protocol.seeds": 1, "protocol.n_boot": 20,
         "protocol.strategies": ["baseline", "gan-gated"], "protocol.ratios": [1],
         "protocol.main_ratio": 1, "protocol.sweep": [], "protocol.levels": ["image"],
+        "classifier.members": 2,  # the gate loads a two-member model
     }
     config = load_experiment_config(demo_config_path(), tiny)
     run = tmp_path / "run"
@@ -268,3 +278,9 @@ def test_an_experiment_with_tiles_runs_its_quality_gate(tmp_path):
     assert len(predictions) == len(pd.read_csv(run / "cls" / "femur" / "baseline" / "seed0" /
                                                "predictions.csv"))
     assert (run / "evaluation" / "predictions.csv").is_file()
+    saved = torch.load(run / "cls" / "femur" / "baseline" / "seed0" / "model.pt",
+                       weights_only=False)
+    assert saved["config"]["members"] == 2
+    assert any(k.startswith("members.1.") for k in saved["state_dict"])
+    history = pd.read_csv(run / "cls" / "femur" / "baseline" / "seed0" / "history.csv")
+    assert history["member"].tolist() == [0, 1]

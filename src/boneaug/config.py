@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,6 +119,17 @@ def build_config(cls: type[T], values: dict[str, Any], where: str) -> T:
     config = cls(**values)
     config.validate(where)  # type: ignore[attr-defined]
     return config
+
+
+def settings_dict(config: Any, added_later: dict[str, Any]) -> dict[str, Any]:
+    """A settings dataclass as a dict, less each setting of `added_later` (one added after
+    runs existed) that is at its default there: so those runs' records and stage keys stay
+    what they were."""
+    values = asdict(config)
+    for key, default in added_later.items():
+        if values[key] == default:
+            del values[key]
+    return values
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,9 @@ Architectures (`ARCHS`):
   classifier; far slower than the small networks on a CPU, the choice on a GPU.
 
 Input `(B, 1, S, S)` float in `[0, 1]`; output `(B,)` logits (higher = more likely lesion).
+
+With ``members`` > 1 `build_classifier` returns `Members`: that many networks of the arch,
+trained apart (`boneaug.classify.train`), whose logits are averaged.
 """
 
 from __future__ import annotations
@@ -83,10 +86,25 @@ class SmallCNN(nn.Module):
         return (torch.logsumexp(r * local.float(), dim=1) - math.log(cells)) / r
 
 
-def build_classifier(arch: str = "cnn", width: int = 16, pool: str = "mean"
-                     ) -> LesionClassifier:
+class Members(nn.Module):
+    """Several classifiers as one: the mean of their logits. A few-lesion classifier's
+    answer depends on its initial weights and the order it saw its few lesions in; the
+    mean of a few trained apart depends on them less (docs/results.md)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x).float() for member in self.members]).mean(dim=0)
+
+
+def build_classifier(arch: str = "cnn", width: int = 16, pool: str = "mean",
+                     members: int = 1) -> nn.Module:
     """A fresh classifier; `width` is the first stage's channels (cnn and the ResNets),
-    `pool` the head of the cnn (`SmallCNN`)."""
+    `pool` the head of the cnn (`SmallCNN`); `members` > 1: a `Members` of that many."""
+    if members > 1:
+        return Members([build_classifier(arch, width, pool) for _ in range(members)])
     if arch == "cnn":
         if width < 4:
             raise BoneaugError(f"classifier width must be at least 4, got {width}")

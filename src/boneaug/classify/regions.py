@@ -94,6 +94,8 @@ class RegionConfig:
     # the region classifiers' budget in epochs, when it is to differ from the classifier's
     # (`classifier.epochs` is then the image level's alone); None: the classifier's
     epochs: int | None = None
+    # the region classifiers' members (`classifier.members`), when they are to differ
+    members: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "regions") -> RegionConfig:
@@ -103,21 +105,24 @@ class RegionConfig:
         """The settings; `epochs` only when set (runs from before it existed keep their
         records and stage keys)."""
         values = asdict(self)
-        if values["epochs"] is None:
-            del values["epochs"]
+        for key in ("epochs", "members"):
+            if values[key] is None:
+                del values[key]
         return values
 
     def cut_settings(self) -> dict[str, Any]:
         """How regions (and tiles) are cut: the settings without the training budget."""
         values = self.to_dict()
         values.pop("epochs", None)
+        values.pop("members", None)
         return values
 
     def classifier(self, config: ClassifierConfig) -> ClassifierConfig:
         """The classifier settings of a region classifier: `config` at the region size,
         square, with the regions' own budget when they have one."""
         return dataclasses.replace(config, size=self.size, aspect=1.0,
-                                   epochs=self.epochs or config.epochs)
+                                   epochs=self.epochs or config.epochs,
+                                   members=self.members or config.members)
 
     def validate(self, where: str = "regions") -> None:
         # the classifier's smallest input; the region must hold its box; one negative a film
@@ -127,6 +132,8 @@ class RegionConfig:
         check_number(where, "min_bone", self.min_bone, 0, 1)
         if self.epochs is not None:
             check_number(where, "epochs", self.epochs, 1, integer=True)
+        if self.members is not None:
+            check_number(where, "members", self.members, 1, 64, integer=True)
 
 
 @dataclass

@@ -26,7 +26,13 @@ import torch
 from boneaug.classify.inputs import load_inputs
 from boneaug.classify.metrics import pr_auc, roc_auc, sensitivity_at_specificity
 from boneaug.classify.strategies import select
-from boneaug.classify.train import ClassifierConfig, TrainingSet, predict, train_classifier
+from boneaug.classify.train import (
+    ClassifierConfig,
+    TrainingSet,
+    member_seed,
+    predict,
+    train_classifier,
+)
 from boneaug.data import Manifest
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path, check_not_an_input, check_out_dir, write_json_atomic
@@ -126,10 +132,16 @@ def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
         training, (val_x, val_y), tiles = build_tile_training(
             manifest, strategy, config, regions or RegionConfig(), **common)
         test_x, test_y, test_ids = tiles.inputs, tiles.film_labels, tiles.film_ids
+        # each member sees the same films through grids shifted by its own seed
+        members = [training] + [build_tile_training(
+            manifest, strategy, config, regions or RegionConfig(), **common,
+            draw=member_seed(seed, k))[0] for k in range(1, config.members)]
     else:
         training, (val_x, val_y), (test_x, test_y, test_ids) = build_training_set(
             manifest, strategy, config, **common)
-    trained = train_classifier(training, val_x, val_y, config, seed=seed, on_epoch=on_epoch)
+        members = [training]
+    trained = train_classifier(members if len(members) > 1 else training, val_x, val_y,
+                               config, seed=seed, on_epoch=on_epoch)
     scores = predict(trained.model, test_x, config)
     if config.crop == "tiles":
         scores = tiles.pooled(scores)

@@ -16,7 +16,8 @@ the lesion scale, and a film scores as its highest tile:
   a tile with less than `MIN_BONE` of bone is left out, and a film where no bone is found
   is tiled all over. Val and test films are tiled from the bone's corner; a training film
   from a corner shifted by a random part of the stride (seeded by the training seed and
-  the film's id), so each seed sees its lesions at other places in the tiles.
+  the film's id), so each seed sees its lesions at other places in the tiles; each
+  member of a classifier (`classifier.members`) draws its own shifts (`draw`).
 - **Labels** (training): a *lesion tile* holds a lesion box's centre in its middle half,
   and every lesion has one (the stride is half a side); a *healthy tile* overlaps no
   lesion box; a tile that cuts a lesion otherwise is left out. Extra films (synthetic,
@@ -246,9 +247,13 @@ def build_tile_training(manifest: Manifest, strategy: str, config: ClassifierCon
                         regions: RegionConfig, *, bone: str | None,
                         extra: Manifest | None = None, ratio: float | None = None,
                         seed: int = 0, negatives_from: tuple[str, ...] = (),
-                        cache_dir: str | Path | None = None
+                        cache_dir: str | Path | None = None, draw: int | None = None
                         ) -> tuple[TrainingSet, tuple[np.ndarray, np.ndarray], TileSet]:
-    """`strategy`'s tile training set, the val tiles (inputs, labels) and the test tiles."""
+    """`strategy`'s tile training set, the val tiles (inputs, labels) and the test tiles.
+    `seed` selects the films (and extras); `draw` (default `seed`) seeds the training
+    grids' shifts: another member of a classifier (`ClassifierConfig.members`) sees the
+    same films through other grids."""
+    draw = seed if draw is None else draw
     if bone is None:
         raise BoneaugError("classifier.crop tiles needs a bone: tiles take their size from "
                            "that bone's lesions")
@@ -262,13 +267,13 @@ def build_tile_training(manifest: Manifest, strategy: str, config: ClassifierCon
         return tile_set(source, rows, bone, side_rel, config.size, draw,
                         lesions_only=lesions_only, sites=sites, cache_dir=cache_dir)
 
-    train, val, test = of(manifest, sel.train, seed), of(manifest, sel.val, None), \
+    train, val, test = of(manifest, sel.train, draw), of(manifest, sel.val, None), \
         of(manifest, sel.test, None)
     inputs, labels = train.inputs, train.labels
     n_extra_tiles = 0
     if sel.extra:
         assert sel.extra_manifest is not None
-        extras = of(sel.extra_manifest, sel.extra, seed, lesions_only=True)
+        extras = of(sel.extra_manifest, sel.extra, draw, lesions_only=True)
         if extras.skipped:  # boneaug made them: a missing one is a broken run, not a film
             raise BoneaugError(f"{sel.extra_manifest.source}: an extra positive cannot be "
                                f"used: {': '.join(extras.skipped[0])}")

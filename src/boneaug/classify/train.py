@@ -17,6 +17,12 @@ model (`ClassifierConfig.select`):
   AUC (ties: the lower validation loss, then the earlier epoch), stopping when it has not
   improved for `patience` epochs. Measured less stable across seeds (docs/results.md).
 
+With ``members`` > 1 (``select: ema`` only) that many classifiers are trained on the same
+set, member ``k`` with its own seed (`member_seed`; member 0 with `seed` itself, so one
+member is the classifier as before), and the model is their `Members` (the mean logit).
+The history holds every member's rows (a ``member`` column); its last row per member is
+that member's; the val AUC reported is the whole ensemble's.
+
 `predict` scores inputs with a trained model; with ``tta`` (default on) each score is the
 mean of the image's and its left-right mirror's (left and right limbs are both lesion
 sites).
@@ -33,7 +39,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,7 +49,7 @@ from torch import nn
 from boneaug.classify.augment import ClassicAugmentation
 from boneaug.classify.inputs import CROPS
 from boneaug.classify.metrics import roc_auc
-from boneaug.classify.model import ARCHS, POOLS, LesionClassifier, build_classifier
+from boneaug.classify.model import ARCHS, POOLS, Members, build_classifier
 from boneaug.config import (
     build_config,
     check_amp,
@@ -52,11 +58,15 @@ from boneaug.config import (
     check_number,
     config_error,
     normalise_amp,
+    settings_dict,
 )
 from boneaug.distributed import DEFAULT_THREADS, Ranks, fixed_threads, pick_device, use_bf16
 from boneaug.errors import BoneaugError
 
 SELECTIONS = ("ema", "best-val")
+# settings added after runs existed, at the value that behaves as before they existed:
+# `to_dict` leaves them out there, so those runs' stage keys stay valid
+ADDED_LATER: dict[str, Any] = {"members": 1}
 # What the classifier sees: a film (its bone's box, or all of it), or lesion-scale tiles of
 # the bone whose highest score is the film's (`boneaug.classify.tiles`)
 CLASSIFIER_CROPS = (*CROPS, "tiles")
@@ -85,6 +95,7 @@ class ClassifierConfig:
     weight_decay: float = 1e-4
     amp: str | bool = "auto"    # auto: bf16 autocast where fast (CUDA, CPUs with bf16); bf16; off
     device: str = "auto"
+    members: int = 1            # classifiers trained apart, logits averaged (select: ema)
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)  # YAML true / false: bf16 / off
@@ -94,7 +105,9 @@ class ClassifierConfig:
         return build_config(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; one added after runs existed is left out at its default, so that
+        those runs' records and stage keys stay what they were."""
+        return settings_dict(self, ADDED_LATER)
 
     def validate(self, where: str = "classifier") -> None:
         check_choice(where, "arch", self.arch, ARCHS)
@@ -121,6 +134,10 @@ class ClassifierConfig:
         check_choice(where, "tta", self.tta, (True, False))
         check_number(where, "threads", self.threads, 1, 256, integer=True)
         check_device(where, "device", self.device)
+        check_number(where, "members", self.members, 1, 64, integer=True)
+        if self.members > 1 and self.select != "ema":
+            raise config_error(where, "members", self.members, "needs select: ema (each "
+                               "member's own best validation epoch is not implemented)")
 
 
 @dataclass
@@ -153,7 +170,7 @@ class TrainingSet:
 
 @dataclass
 class TrainedClassifier:
-    model: LesionClassifier
+    model: nn.Module
     history: list[dict[str, float]]
     best_epoch: int
     best_val_auc: float
@@ -226,16 +243,50 @@ def _val_score(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     return auc, loss
 
 
-def train_classifier(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,
-                     config: ClassifierConfig, seed: int = 0,
+def train_classifier(train: TrainingSet | list[TrainingSet], val_inputs: np.ndarray,
+                     val_labels: np.ndarray, config: ClassifierConfig, seed: int = 0,
                      on_epoch: Any = None) -> TrainedClassifier:
     """Train on `train`; score (`val_inputs`, `val_labels`) after each epoch; see module doc.
 
     `val_labels` must hold both classes (the history's val AUC; the model choice of
-    ``select: best-val``).
+    ``select: best-val``). `train` may be a list of one training set per member
+    (`config.members` of them: the same films drawn apart, e.g. tiles on other grids).
     """
+    sets = train if isinstance(train, list) else [train] * config.members
+    if len(sets) != config.members:
+        raise BoneaugError(f"{len(sets)} training sets for {config.members} members")
     with fixed_threads(config.threads):
-        return _train(train, val_inputs, val_labels, config, seed, on_epoch)
+        if config.members == 1:
+            return _train(sets[0], val_inputs, val_labels, config, seed, on_epoch)
+        return _train_members(sets, val_inputs, val_labels, config, seed, on_epoch)
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of member `member` of the classifier of `seed`: `seed` itself for member 0,
+    else one drawn from both (no two (seed, member) pairs of a run share one in practice)."""
+    if member == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, member, 0x6D656D]).generate_state(1)[0])
+
+
+def _train_members(sets: list[TrainingSet], val_inputs: np.ndarray, val_labels: np.ndarray,
+                   config: ClassifierConfig, seed: int, on_epoch: Any) -> TrainedClassifier:
+    started = time.time()
+    trained, history = [], []
+    for k in range(config.members):
+        def tagged(row: dict[str, float], k: int = k) -> None:
+            if on_epoch is not None:
+                on_epoch({**row, "member": k})
+        one = _train(sets[k], val_inputs, val_labels, config, member_seed(seed, k), tagged)
+        trained.append(one)
+        history += [{**row, "member": k} for row in one.history]
+    model = Members([one.model for one in trained])
+    model.eval()
+    device = next(model.parameters()).device
+    val_auc, _ = _val_score(np.asarray(val_labels, np.int64),
+                            predict(model, val_inputs, config, device))
+    return TrainedClassifier(model, history, trained[0].best_epoch, val_auc,
+                             time.time() - started, trained[0].device)
 
 
 def _train(train: TrainingSet, val_inputs: np.ndarray, val_labels: np.ndarray,

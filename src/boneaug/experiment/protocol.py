@@ -464,7 +464,8 @@ def _gate(config: ExperimentConfig, paths: RunPaths, bone: str, manifest: Manife
     model_file = paths.classifier("image", bone, REFERENCE.name, 0) / "model.pt"
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     cls_config = ClassifierConfig.from_dict(saved["config"])
-    model = build_classifier(cls_config.arch, cls_config.width, cls_config.pool)
+    model = build_classifier(cls_config.arch, cls_config.width, cls_config.pool,
+                             cls_config.members)
     model.load_state_dict(saved["state_dict"])
     scored_folder = paths.own_synth(bone, config.seed)
     synthetic = load_manifest(paths.synthetic(scored_folder))
@@ -807,8 +808,10 @@ class _Run:
                 # a region classifier's budget is in its classifier settings: regions.epochs
                 # set to the classifier's own leaves its key as it was
                 classifier = config.classifier.to_dict()
-                if level == "region":
-                    classifier["epochs"] = config.regions.classifier(config.classifier).epochs
+                if level == "region":  # the region level's own budget and members
+                    classifier = config.regions.classifier(config.classifier).to_dict()
+                    classifier["size"] = config.classifier.size  # keys as they were
+                    classifier["aspect"] = config.classifier.aspect
                 for s in range(config.protocol.seeds):
                     key = stage_key(classifier=classifier,
                                     strategy=c.strategy, ratio=c.ratio, seed=s,

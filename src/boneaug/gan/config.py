@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from boneaug.config import (
@@ -12,6 +12,7 @@ from boneaug.config import (
     check_device,
     check_number,
     normalise_amp,
+    settings_dict,
 )
 from boneaug.distributed import DEFAULT_THREADS
 from boneaug.errors import BoneaugError
@@ -106,11 +107,7 @@ class GanConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings; one added after runs existed is left out at its default, so that
         those runs' records and stage keys stay what they were."""
-        values = asdict(self)
-        for key, default in ADDED_LATER.items():
-            if values[key] == default:
-                del values[key]
-        return values
+        return settings_dict(self, ADDED_LATER)
 
     def validate(self, where: str = SECTION) -> None:
         for key in ("n_blocks", "ngf", "ndf", "batch_size", "iterations", "sample_every",
