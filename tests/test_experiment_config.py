@@ -43,6 +43,9 @@ def test_conditions_expand_strategies_ratios_and_transfer_sources():
     ({"data": {"phantom": ["mixed"]}}, "data.phantom: must be a mapping"),
     ({"data": {"source": "dicom"}}, "data.source: must be one of phantom, manifest"),
     ({"classifier": {"arch": "vgg"}}, "classifier.arch: must be one of"),
+    ({"classifier": {"select": "best-val"}, "regions": {"members": 3}},
+     "x.yaml: regions.members: needs select: ema"),
+    ({"regions": {"members": 0}}, r"x.yaml: regions.members: must be an integer in \[1, 64\]"),
     ({"seed": "zero"}, "x.yaml: seed: must be an integer .got 'zero'"),
 ])
 def test_bad_configs_are_one_clear_line(values, match):

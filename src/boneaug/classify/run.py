@@ -127,21 +127,19 @@ def classify(manifest: Manifest, strategy: str, out_dir: str | Path, *,
     if config.crop == "tiles":
         # here, not at the top: tiles and regions use this module's ClassifyReport
         from boneaug.classify.regions import RegionConfig
-        from boneaug.classify.tiles import build_tile_training
+        from boneaug.classify.tiles import build_tile_trainings
 
-        training, (val_x, val_y), tiles = build_tile_training(
-            manifest, strategy, config, regions or RegionConfig(), **common)
-        test_x, test_y, test_ids = tiles.inputs, tiles.film_labels, tiles.film_ids
         # each member sees the same films through grids shifted by its own seed
-        members = [training] + [build_tile_training(
+        sets, (val_x, val_y), tiles = build_tile_trainings(
             manifest, strategy, config, regions or RegionConfig(), **common,
-            draw=member_seed(seed, k))[0] for k in range(1, config.members)]
+            draws=[member_seed(seed, k) for k in range(config.members)])
+        training = sets[0]
+        test_x, test_y, test_ids = tiles.inputs, tiles.film_labels, tiles.film_ids
     else:
         training, (val_x, val_y), (test_x, test_y, test_ids) = build_training_set(
             manifest, strategy, config, **common)
-        members = [training]
-    trained = train_classifier(members if len(members) > 1 else training, val_x, val_y,
-                               config, seed=seed, on_epoch=on_epoch)
+        sets = [training] * config.members  # other starts and batch orders only
+    trained = train_classifier(sets, val_x, val_y, config, seed=seed, on_epoch=on_epoch)
     scores = predict(trained.model, test_x, config)
     if config.crop == "tiles":
         scores = tiles.pooled(scores)

@@ -251,9 +251,23 @@ def build_tile_training(manifest: Manifest, strategy: str, config: ClassifierCon
                         ) -> tuple[TrainingSet, tuple[np.ndarray, np.ndarray], TileSet]:
     """`strategy`'s tile training set, the val tiles (inputs, labels) and the test tiles.
     `seed` selects the films (and extras); `draw` (default `seed`) seeds the training
-    grids' shifts: another member of a classifier (`ClassifierConfig.members`) sees the
-    same films through other grids."""
-    draw = seed if draw is None else draw
+    grids' shifts (`build_tile_trainings` for several draws at once)."""
+    sets, val, test = build_tile_trainings(
+        manifest, strategy, config, regions, bone=bone, extra=extra, ratio=ratio, seed=seed,
+        negatives_from=negatives_from, cache_dir=cache_dir,
+        draws=[seed if draw is None else draw])
+    return sets[0], val, test
+
+
+def build_tile_trainings(manifest: Manifest, strategy: str, config: ClassifierConfig,
+                         regions: RegionConfig, *, bone: str | None, draws: list[int],
+                         extra: Manifest | None = None, ratio: float | None = None,
+                         seed: int = 0, negatives_from: tuple[str, ...] = (),
+                         cache_dir: str | Path | None = None
+                         ) -> tuple[list[TrainingSet], tuple[np.ndarray, np.ndarray], TileSet]:
+    """One training set per draw of the training grids' shifts (the members of a
+    classifier, `ClassifierConfig.members`: the same films through other grids), and the
+    val and test tiles, made once."""
     if bone is None:
         raise BoneaugError("classifier.crop tiles needs a bone: tiles take their size from "
                            "that bone's lesions")
@@ -267,37 +281,42 @@ def build_tile_training(manifest: Manifest, strategy: str, config: ClassifierCon
         return tile_set(source, rows, bone, side_rel, config.size, draw,
                         lesions_only=lesions_only, sites=sites, cache_dir=cache_dir)
 
-    train, val, test = of(manifest, sel.train, draw), of(manifest, sel.val, None), \
-        of(manifest, sel.test, None)
-    inputs, labels = train.inputs, train.labels
-    n_extra_tiles = 0
-    if sel.extra:
-        assert sel.extra_manifest is not None
-        extras = of(sel.extra_manifest, sel.extra, draw, lesions_only=True)
-        if extras.skipped:  # boneaug made them: a missing one is a broken run, not a film
-            raise BoneaugError(f"{sel.extra_manifest.source}: an extra positive cannot be "
-                               f"used: {': '.join(extras.skipped[0])}")
-        inputs = np.concatenate([inputs, extras.inputs])
-        labels = np.concatenate([labels, extras.labels])
-        n_extra_tiles = len(extras)
-    films = len(train.film_ids) + len(sel.extra)
-    normal = train.film_labels[train.film] == 0  # the tiles of normal films
-    per_film = max(1, int(round(normal.sum() / max((train.film_labels == 0).sum(), 1))))
-    lesion_repeat = max(1, int(round(per_film / len(LESION_SHIFTS))))
-    repeat = np.where(labels == 1, lesion_repeat * sel.repeat_positives, 1).astype(np.int64)
-    info = dict(sel.info or {})
-    info.update({"tiles": {"side_rel": round(side_rel, 6), "size": config.size,
-                           "stride": STRIDE, "min_bone": MIN_BONE, "per_film": per_film},
-                 "n_train_tiles": int(len(labels)), "n_train_tiles_pos": int(labels.sum()),
-                 "n_train_tiles_extra": n_extra_tiles, "n_train_films": films,
-                 "n_test_tiles": len(test)})
-    skipped = train.skipped + val.skipped + test.skipped
-    if skipped:
-        info["skipped_films"] = sorted(f"{image_id}: {why}" for image_id, why in skipped)
-    training = TrainingSet(inputs, labels, repeat=repeat, pos_weight=sel.pos_weight,
+    val, test = of(manifest, sel.val, None), of(manifest, sel.test, None)
+
+    def training(draw: int) -> TrainingSet:
+        train = of(manifest, sel.train, draw)
+        inputs, labels = train.inputs, train.labels
+        n_extra_tiles = 0
+        if sel.extra:
+            assert sel.extra_manifest is not None
+            extras = of(sel.extra_manifest, sel.extra, draw, lesions_only=True)
+            if extras.skipped:  # boneaug made them: a missing one is a broken run
+                raise BoneaugError(f"{sel.extra_manifest.source}: an extra positive cannot "
+                                   f"be used: {': '.join(extras.skipped[0])}")
+            inputs = np.concatenate([inputs, extras.inputs])
+            labels = np.concatenate([labels, extras.labels])
+            n_extra_tiles = len(extras)
+        films = len(train.film_ids) + len(sel.extra)
+        normal = train.film_labels[train.film] == 0  # the tiles of normal films
+        per_film = max(1, int(round(normal.sum() / max((train.film_labels == 0).sum(), 1))))
+        lesion_repeat = max(1, int(round(per_film / len(LESION_SHIFTS))))
+        repeat = np.where(labels == 1, lesion_repeat * sel.repeat_positives, 1
+                          ).astype(np.int64)
+        info = dict(sel.info or {})
+        info.update({"tiles": {"side_rel": round(side_rel, 6), "size": config.size,
+                               "stride": STRIDE, "min_bone": MIN_BONE, "per_film": per_film},
+                     "n_train_tiles": int(len(labels)),
+                     "n_train_tiles_pos": int(labels.sum()),
+                     "n_train_tiles_extra": n_extra_tiles, "n_train_films": films,
+                     "n_test_tiles": len(test)})
+        skipped = train.skipped + val.skipped + test.skipped
+        if skipped:
+            info["skipped_films"] = sorted(f"{image_id}: {why}" for image_id, why in skipped)
+        return TrainingSet(inputs, labels, repeat=repeat, pos_weight=sel.pos_weight,
                            augment=sel.augment, info=info)
+
     keep = val_sample(val.labels)
-    return training, (val.inputs[keep], val.labels[keep]), test
+    return [training(d) for d in draws], (val.inputs[keep], val.labels[keep]), test
 
 
 def val_sample(labels: np.ndarray, limit: int = VAL_TILES) -> np.ndarray:

@@ -276,14 +276,17 @@ def experiment_config(values: dict[str, Any], where: str = "config") -> Experime
     regions.validate(f"{where}: regions")
     realism = _take(RealismSection, values.get("realism"), f"{where}: realism")
     realism.validate(f"{where}: realism")
+    classifier = ClassifierConfig.from_dict(classifier_values, f"{where}: classifier")
+    # the region classifiers' own members, checked against the classifier they extend
+    regions.classifier(classifier).validate(f"{where}: regions")
     return ExperimentConfig(
         name=str(values.get("name", "experiment")), seed=seed, data=data,
         patches=_take(PatchesConfig, values.get("patches"), f"{where}: patches"),
         gan=GanConfig.from_dict({"seed": seed, **gan_values}, f"{where}: gan"),
         synthesis=_take(SynthesisConfig, values.get("synthesis"), f"{where}: synthesis"),
         realism=realism,
-        classifier=ClassifierConfig.from_dict(classifier_values, f"{where}: classifier"),
-        protocol=protocol, assign=_assign(values.get("assign"), seed, f"{where}: assign"),
+        classifier=classifier, protocol=protocol,
+        assign=_assign(values.get("assign"), seed, f"{where}: assign"),
         matching=matching, probe=probe, regions=regions, note=str(values.get("note", "")))
 
 
