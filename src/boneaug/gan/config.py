@@ -25,7 +25,7 @@ JUDGING = ("grey", "contrast")
 AREAS = ("patch", "lesion")
 # setting -> its default (see `to_dict`)
 ADDED_LATER = {"upsample": "transpose", "mask": False, "judge": "grey", "judge_area": "patch",
-               "d_augment": False}
+               "d_augment": False, "lambda_darken": 0.0}
 
 
 @dataclass
@@ -89,6 +89,13 @@ class GanConfig:
     # (gan/augment.py; DiffAugment, Zhao et al. 2020), so that they cannot learn the few
     # real lesions by heart; False: the reference
     d_augment: bool = False
+    # the weight of a hinge that asks each fake lesion to be darker than its healthy source
+    # at the lesion's site (its mask, or the patch's centre) by a small margin
+    # (gan/losses.py `darken_loss`): for bones whose real lesions are lytic, as the
+    # phantom's all are; training refuses it where the bone's real lesion patches are not
+    # darker at their centre than its healthy ones (sclerotic, bone-forming lesions
+    # brighten the film). 0: off (the reference)
+    lambda_darken: float = 0.0
 
     def __post_init__(self) -> None:
         self.amp = normalise_amp(self.amp)
@@ -119,7 +126,7 @@ class GanConfig:
         check_number(where, "lr", self.lr, 0, bounds="()")
         for key in ("beta1", "beta2"):
             check_number(where, key, getattr(self, key), 0, 1, bounds="[)")
-        for key in ("lambda_cycle", "lambda_identity"):
+        for key in ("lambda_cycle", "lambda_identity", "lambda_darken"):
             check_number(where, key, getattr(self, key), 0)
         check_device(where, "device", self.device)
         check_amp(where, self.amp)

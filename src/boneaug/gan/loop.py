@@ -58,7 +58,7 @@ from boneaug.gan.checkpoint import (
     save_generator,
 )
 from boneaug.gan.config import SECTION, GanConfig, lr_factor
-from boneaug.gan.masks import patch_masks, with_mask
+from boneaug.gan.masks import centre_mask, patch_masks, with_mask
 from boneaug.gan.networks import (
     MaskedGenerator,
     PatchGANDiscriminator,
@@ -128,8 +128,25 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
     ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info,
                    report)
     masks = check_masks(lesion_masks, lesion, config.mask)
+    if config.lambda_darken > 0:
+        check_lytic(healthy, lesion)
     with fixed_threads(config.threads):
         return _train(healthy, lesion, masks, config, ask)
+
+
+def check_lytic(healthy: np.ndarray, lesion: np.ndarray) -> float:
+    """The lesion patches' mean grey at their central site less the healthy patches' (in
+    [0, 1]); refuses `gan.lambda_darken` with one line where it is not negative: asking
+    every fake lesion to darken its film is only right where the real ones do."""
+    site = centre_mask(int(healthy.shape[-1]))
+    def centre(patches: np.ndarray) -> float:
+        return float((patches * site).sum(axis=(1, 2)).mean() / site.sum())
+    change = centre(lesion) - centre(healthy)
+    if not change < 0:
+        raise BoneaugError(f"gan.lambda_darken: this bone's real lesion patches are not darker "
+                           f"at their centre than its healthy patches ({change:+.3f} of the "
+                           "grey range): its lesions are not lytic; set gan.lambda_darken: 0")
+    return change
 
 
 def train_bone_generator(patch_dir: str | Path, config: GanConfig, out_dir: str | Path, *,
@@ -382,7 +399,7 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
                            steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion,
                            config.judge, config.judge_area,
                            augment_generator(config.seed, state.iteration, hw.ddp.rank)
-                           if config.d_augment else None)
+                           if config.d_augment else None, config.lambda_darken)
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["RIM", "box_mask", "patch_box", "patch_masks", "site_mask", "with_mask"]
+__all__ = ["RIM", "box_mask", "centre_mask", "patch_box", "patch_masks", "site_mask", "with_mask"]
 
 RIM = 0.15  # half-width of the soft rim, in the ellipse's normalised radius
 
@@ -43,6 +43,14 @@ def box_mask(box: Sequence[float], size: int) -> np.ndarray:
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # pixel centres
     radius = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
     return np.clip((1 + RIM - radius) / (2 * RIM), 0.0, 1.0).astype(np.float32)
+
+
+def centre_mask(size: int, context: float = 0.5) -> np.ndarray:
+    """Where a lesion sits in a patch cut around it with `context` (the patch stage's
+    default 0.5: the box's longest side is 1 / 1.5 of the crop's): the soft ellipse
+    inscribed in the central square of side `size / (1 + context)`."""
+    half = size / (1.0 + context) / 2
+    return box_mask((size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half), size)
 
 
 def patch_box(lesion_box: Sequence[float], crop_box: Sequence[float], size: int

@@ -71,5 +71,7 @@ def reference_step(g_healthy_to_lesion: nn.Module, g_lesion_to_healthy: nn.Modul
                                         d_healthy(shown_healthy.detach()))
     loss_d_healthy.backward()
     opt_d.step()
+    no_darken = torch.zeros((), device=loss_g.device)   # not in the reference
     return torch.stack([adv_lesion, adv_healthy, cyc_healthy, cyc_lesion, idt_lesion,
-                        idt_healthy, loss_g, loss_d_lesion, loss_d_healthy]).detach()
+                        idt_healthy, no_darken, loss_g, loss_d_lesion,
+                        loss_d_healthy]).detach()

@@ -21,16 +21,23 @@ from torch.nn.parallel import DistributedDataParallel
 from boneaug.errors import BoneaugError
 from boneaug.files import atomic_path
 from boneaug.gan.augment import d_augment
-from boneaug.gan.losses import cycle_loss, discriminator_loss, identity_loss, lsgan_loss
-from boneaug.gan.masks import with_mask
+from boneaug.gan.losses import (
+    cycle_loss,
+    darken_loss,
+    discriminator_loss,
+    identity_loss,
+    lsgan_loss,
+)
+from boneaug.gan.masks import centre_mask, with_mask
 from boneaug.gan.networks import PatchGANDiscriminator, ResnetGenerator
 from boneaug.gan.pool import ImagePool
 
 __all__ = ["LOSS_NAMES", "Discriminators", "Generators", "LossLog", "judged", "lesion_area",
-           "make_adam", "train_step"]
+           "lesion_site", "make_adam", "train_step"]
 
 LOSS_NAMES = ("g_adv_lesion", "g_adv_healthy", "cycle_healthy", "cycle_lesion",
-              "identity_lesion", "identity_healthy", "g_total", "d_lesion", "d_healthy")
+              "identity_lesion", "identity_healthy", "darken", "g_total", "d_lesion",
+              "d_healthy")
 
 
 def make_adam(params: Any, lr: float, betas: tuple[float, float],
@@ -152,6 +159,16 @@ def judged(x: torch.Tensor, judge: str, area: torch.Tensor | None = None) -> tor
     return x * area
 
 
+def lesion_site(patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Where each healthy patch's lesion is to be, in [0, 1]: its mask (model range) in a
+    mask-conditioned run, else the central site every lesion patch is cut around
+    (`centre_mask`), `(1, 1, P, P)`."""
+    if mask is not None:
+        return (mask.float() + 1) / 2
+    site = torch.from_numpy(centre_mask(patches.shape[-1]))
+    return site.to(patches.device)[None, None]
+
+
 # ------------------------------------------------------------------------------------------
 # One training step
 
@@ -165,8 +182,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                d_lesion: nn.Module | None = None, d_healthy: nn.Module | None = None,
                mask_healthy: torch.Tensor | None = None,
                mask_lesion: torch.Tensor | None = None, judge: str = "grey",
-               judge_area: str = "patch", augment: torch.Generator | None = None
-               ) -> torch.Tensor:
+               judge_area: str = "patch", augment: torch.Generator | None = None,
+               lambda_darken: float = 0.0) -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -183,7 +200,10 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     (`judged`); with `judge_area="lesion"` both see only the lesion area of each patch's
     mask (a healthy patch's: the mask it is given). `augment` (`gan.d_augment`): the
     generator of this iteration's draws; every patch either discriminator scores, real or
-    fake, is then seen through `boneaug.gan.augment.d_augment`.
+    fake, is then seen through `boneaug.gan.augment.d_augment`. `lambda_darken`
+    (`gan.lambda_darken`): the weight of `darken_loss` on each fake lesion against its
+    healthy source, at its mask (mask-conditioned runs) or the patch's central site
+    (`centre_mask`).
     Returns the detached loss terms, `LOSS_NAMES` order, without a host sync.
     """
     discs = _unwrap(discriminators)
@@ -215,7 +235,12 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
         idt_h = identity_loss(idt_healthy, real_healthy, lambda_cycle, lambda_identity)
     else:
         idt_l = idt_h = torch.zeros((), device=real_healthy.device)
-    loss_g = adv_lesion + adv_healthy + cyc_healthy + cyc_lesion + idt_l + idt_h
+    if lambda_darken > 0:
+        darken = darken_loss(fake_lesion, real_healthy, lesion_site(real_healthy, mask_healthy),
+                             lambda_darken)
+    else:
+        darken = torch.zeros((), device=real_healthy.device)
+    loss_g = adv_lesion + adv_healthy + cyc_healthy + cyc_lesion + idt_l + idt_h + darken
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -239,7 +264,7 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     (loss_d_lesion + loss_d_healthy).backward()
     opt_d.step()
     return torch.stack([adv_lesion, adv_healthy, cyc_healthy, cyc_lesion, idt_l, idt_h,
-                        loss_g, loss_d_lesion, loss_d_healthy]).detach()
+                        darken, loss_g, loss_d_lesion, loss_d_healthy]).detach()
 
 
 # ------------------------------------------------------------------------------------------
