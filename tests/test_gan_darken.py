@@ -40,6 +40,12 @@ def test_the_site_is_the_mask_or_the_patch_centre() -> None:
     assert centre[P // 2, P // 6 + 2] == 1.0 and centre[P // 2, P // 6 - 2] == 0.0
     x = torch.zeros(3, 1, P, P)
     torch.testing.assert_close(lesion_site(x, None)[0, 0], torch.from_numpy(centre))
+    # patches cut with a wider context put their lesion in a smaller central site
+    assert lesion_site(x, None, 1.0).sum() < lesion_site(x, None).sum()
+    torch.testing.assert_close(lesion_site(x, None, 1.0)[0, 0],
+                               torch.from_numpy(centre_mask(P, 1.0)))
+    from boneaug.gan.loop import patch_context
+    assert patch_context({"patches": {"context": 1.0}}) == 1.0 and patch_context(None) == 0.5
     mask = torch.full((3, 1, P, P), -1.0)
     mask[1, 0, :4, :4] = 1.0
     site = lesion_site(x, mask)

@@ -129,16 +129,23 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
                    report)
     masks = check_masks(lesion_masks, lesion, config.mask)
     if config.lambda_darken > 0:
-        check_lytic(healthy, lesion)
+        check_lytic(healthy, lesion, patch_context(generator_info))
     with fixed_threads(config.threads):
         return _train(healthy, lesion, masks, config, ask)
 
 
-def check_lytic(healthy: np.ndarray, lesion: np.ndarray) -> float:
+def patch_context(generator_info: dict[str, Any] | None) -> float:
+    """The patch stage's context of a run's patches (`train_bone_generator` records it in
+    the generator info), else the patch stage's default 0.5."""
+    patches = (generator_info or {}).get("patches") or {}
+    return float(patches.get("context", 0.5))
+
+
+def check_lytic(healthy: np.ndarray, lesion: np.ndarray, context: float = 0.5) -> float:
     """The lesion patches' mean grey at their central site less the healthy patches' (in
     [0, 1]); refuses `gan.lambda_darken` with one line where it is not negative: asking
     every fake lesion to darken its film is only right where the real ones do."""
-    site = centre_mask(int(healthy.shape[-1]))
+    site = centre_mask(int(healthy.shape[-1]), context)
     def centre(patches: np.ndarray) -> float:
         return float((patches * site).sum(axis=(1, 2)).mean() / site.sum())
     change = centre(lesion) - centre(healthy)
@@ -399,7 +406,8 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
                            steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion,
                            config.judge, config.judge_area,
                            augment_generator(config.seed, state.iteration, hw.ddp.rank)
-                           if config.d_augment else None, config.lambda_darken)
+                           if config.d_augment else None, config.lambda_darken,
+                           patch_context(ask.generator_info))
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:

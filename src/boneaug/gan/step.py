@@ -159,13 +159,14 @@ def judged(x: torch.Tensor, judge: str, area: torch.Tensor | None = None) -> tor
     return x * area
 
 
-def lesion_site(patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def lesion_site(patches: torch.Tensor, mask: torch.Tensor | None, context: float = 0.5
+                ) -> torch.Tensor:
     """Where each healthy patch's lesion is to be, in [0, 1]: its mask (model range) in a
-    mask-conditioned run, else the central site every lesion patch is cut around
-    (`centre_mask`), `(1, 1, P, P)`."""
+    mask-conditioned run, else the central site every lesion patch is cut around with the
+    patch stage's `context` (`centre_mask`), `(1, 1, P, P)`."""
     if mask is not None:
         return (mask.float() + 1) / 2
-    site = torch.from_numpy(centre_mask(patches.shape[-1]))
+    site = torch.from_numpy(centre_mask(patches.shape[-1], context))
     return site.to(patches.device)[None, None]
 
 
@@ -183,7 +184,7 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
                mask_healthy: torch.Tensor | None = None,
                mask_lesion: torch.Tensor | None = None, judge: str = "grey",
                judge_area: str = "patch", augment: torch.Generator | None = None,
-               lambda_darken: float = 0.0) -> torch.Tensor:
+               lambda_darken: float = 0.0, site_context: float = 0.5) -> torch.Tensor:
     """One CycleGAN iteration: a generator step, then a discriminator step.
 
     Same math as the reference (`boneaug.gan.reference.reference_step`) with fewer passes:
@@ -203,7 +204,7 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     fake, is then seen through `boneaug.gan.augment.d_augment`. `lambda_darken`
     (`gan.lambda_darken`): the weight of `darken_loss` on each fake lesion against its
     healthy source, at its mask (mask-conditioned runs) or the patch's central site
-    (`centre_mask`).
+    (`centre_mask`, for patches cut with the patch stage's context `site_context`).
     Returns the detached loss terms, `LOSS_NAMES` order, without a host sync.
     """
     discs = _unwrap(discriminators)
@@ -236,7 +237,8 @@ def train_step(generators: nn.Module, discriminators: nn.Module,
     else:
         idt_l = idt_h = torch.zeros((), device=real_healthy.device)
     if lambda_darken > 0:
-        darken = darken_loss(fake_lesion, real_healthy, lesion_site(real_healthy, mask_healthy),
+        darken = darken_loss(fake_lesion, real_healthy,
+                             lesion_site(real_healthy, mask_healthy, site_context),
                              lambda_darken)
     else:
         darken = torch.zeros((), device=real_healthy.device)
