@@ -128,8 +128,6 @@ def train_cyclegan(healthy: np.ndarray, lesion: np.ndarray, config: GanConfig,
     ask = _Request(RunFolder(Path(out_dir)), resume, progress, stop_after, generator_info,
                    report)
     masks = check_masks(lesion_masks, lesion, config.mask)
-    if config.lambda_darken > 0:
-        check_lytic(healthy, lesion, patch_context(generator_info))
     with fixed_threads(config.threads):
         return _train(healthy, lesion, masks, config, ask)
 
@@ -196,6 +194,8 @@ def _train(healthy: np.ndarray, lesion: np.ndarray, masks: np.ndarray | None,
            config: GanConfig, ask: _Request) -> TrainResult:
     started = time.time()
     healthy, lesion = check_domains(healthy, lesion, config.batch_size)
+    if config.lambda_darken > 0:
+        check_lytic(healthy, lesion, patch_context(ask.generator_info))
     _check_folder(ask.folder, ask.resume)
     hw = _hardware(config)
     key = RunKey(config, int(healthy.shape[1]), data_id(healthy, lesion, masks),
@@ -388,6 +388,7 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
     bar = _progress_bar(ask.progress and hw.is_main, config.iterations, state.iteration)
     run.started, first = time.time(), state.iteration
     samples_path = None
+    context = patch_context(ask.generator_info)  # where the darkening prior looks
     while state.iteration < end and not stop.requested:
         lr = config.lr * lr_factor(state.iteration, config)
         for opt in (state.opt_g, state.opt_d):
@@ -406,8 +407,7 @@ def _loop(run: _Run, steps: _Steppers, healthy: np.ndarray, lesion: np.ndarray, 
                            steps.d_lesion, steps.d_healthy, mask_healthy, mask_lesion,
                            config.judge, config.judge_area,
                            augment_generator(config.seed, state.iteration, hw.ddp.rank)
-                           if config.d_augment else None, config.lambda_darken,
-                           patch_context(ask.generator_info))
+                           if config.d_augment else None, config.lambda_darken, context)
         state.iteration += 1
         state.losses.add(state.iteration, lr, run.seconds(), terms)
         if bar is not None:

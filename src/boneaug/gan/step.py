@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,14 @@ def lesion_site(patches: torch.Tensor, mask: torch.Tensor | None, context: float
     patch stage's `context` (`centre_mask`), `(1, 1, P, P)`."""
     if mask is not None:
         return (mask.float() + 1) / 2
-    site = torch.from_numpy(centre_mask(patches.shape[-1], context))
-    return site.to(patches.device)[None, None]
+    return _centre_site(int(patches.shape[-1]), float(context)).to(patches.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _centre_site(size: int, context: float) -> torch.Tensor:
+    """`centre_mask` as a `(1, 1, P, P)` tensor, made once per patch size and context (the
+    training loop asks for it every iteration)."""
+    return torch.from_numpy(centre_mask(size, context))[None, None]
 
 
 # ------------------------------------------------------------------------------------------
